@@ -1,0 +1,90 @@
+{{/* Chart name. */}}
+{{- define "datapipelines.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-scoped prefix of every resource name. */}}
+{{- define "datapipelines.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Standard labels. */}}
+{{- define "datapipelines.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "datapipelines.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: datapipelines
+{{- end -}}
+
+{{/* Selector labels of one component: include "datapipelines.selectorLabels" (dict "ctx" . "component" "api"). */}}
+{{- define "datapipelines.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "datapipelines.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "datapipelines.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "datapipelines.runnerImage" -}}
+{{- printf "%s:%s" .Values.runner.image.repository (default .Chart.AppVersion .Values.runner.image.tag) -}}
+{{- end -}}
+
+{{- define "datapipelines.operatorServiceAccountName" -}}
+{{- default (printf "%s-operator" (include "datapipelines.fullname" .)) .Values.serviceAccount.operatorName -}}
+{{- end -}}
+
+{{- define "datapipelines.apiServiceAccountName" -}}
+{{- default (printf "%s-api" (include "datapipelines.fullname" .)) .Values.serviceAccount.apiName -}}
+{{- end -}}
+
+{{- define "datapipelines.apiSecretName" -}}
+{{- default (printf "%s-api-key" (include "datapipelines.fullname" .)) .Values.api.existingSecret -}}
+{{- end -}}
+
+{{/* The namespace the operator and API serve. */}}
+{{- define "datapipelines.watchNamespace" -}}
+{{- if .Values.singleNamespace -}}{{ .Release.Namespace }}{{- else -}}{{ .Values.watchNamespace }}{{- end -}}
+{{- end -}}
+
+{{/* Environment shared by operator and API. */}}
+{{- define "datapipelines.commonEnv" -}}
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: DATAPIPELINES_NAMESPACE
+  value: {{ include "datapipelines.watchNamespace" . | quote }}
+- name: DATAPIPELINES_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- if .Values.kubeApiServer }}
+- name: DATAPIPELINES_KUBE_API
+  value: {{ .Values.kubeApiServer | quote }}
+{{- end }}
+{{- if .Values.history.existingSecret }}
+- name: DATAPIPELINES_HISTORY_DSN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.history.existingSecret }}
+      key: {{ .Values.history.existingSecretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* Writable scratch volume for a read-only root filesystem. */}}
+{{- define "datapipelines.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end -}}
