@@ -1,4 +1,4 @@
-"""Paths of the project's locally built tools (hack/build-binaries.sh); built on demand, never skipped."""
+"""Paths of the locally built tools (hack/build-binaries.sh): built on demand, never skipped."""
 
 from __future__ import annotations
 

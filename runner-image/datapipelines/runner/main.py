@@ -1,0 +1,208 @@
+"""`datapipelines-runner`: run one connection's sync and report the result.
+
+    datapipelines-runner                      # in a pod: spec and settings from the environment
+    datapipelines-runner --config conn.yaml [--secrets-dir DIR] [--data-dir DIR]
+
+Exit codes: 0 success, 1 sync failure, 2 bad configuration. The last log line names the cause.
+The result goes to the termination-message file ($DATAPIPELINES_TERMINATION_LOG, default
+/dev/termination-log, at most 4 KiB) and, with apiserver access, to the run's status.result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import traceback
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from . import config, dltenv, secrets
+from .errors import EXIT_OK, ConfigError, Failure, classify, one_line
+from .result import RunResult, with_report_limit, write_termination_message
+
+if TYPE_CHECKING:
+    from .progress import ProgressReporter
+
+log = logging.getLogger("datapipelines.runner")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        body = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": secrets.redact(record.getMessage()),
+        }
+        if record.exc_info:
+            body["exc"] = secrets.redact(self.formatException(record.exc_info))
+        return json.dumps(body, ensure_ascii=False)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return secrets.redact(super().format(record))
+
+
+def setup_logging(fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._datapipelines = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_datapipelines", False)]
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="datapipelines-runner",
+        description="Run one PipelineConnection's sync (dlt) and report the result.",
+    )
+    parser.add_argument("--config", help="PipelineConnection manifest or spec (YAML/JSON)")
+    parser.add_argument("--secrets-dir", help="dir of <secret name>/<key> files")
+    parser.add_argument("--data-dir", help="writable working dir (default $DATAPIPELINES_DATA_DIR)")
+    parser.add_argument("--name", help="connection name (default: the manifest's metadata.name)")
+    parser.add_argument(
+        "--log-format", choices=("json", "text"), help="default $DATAPIPELINES_LOG_FORMAT or json"
+    )
+    return parser.parse_args(argv)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+def failure_report(failure: Failure, exc: BaseException | None, extracted: int) -> str:
+    lines = [
+        f"FAILED: {failure.message}",
+        f"records extracted before the failure: {extracted}",
+        "data committed by earlier runs is untouched; this run's rows are committed per load "
+        "package, so a rerun resumes from the state saved in the destination",
+    ]
+    if exc is not None:
+        lines.append("")
+        lines.append("cause chain:")
+        from .errors import chain
+
+        for e in chain(exc):
+            lines.append(f"  {type(e).__module__}.{type(e).__name__}: {one_line(str(e), 400)}")
+        lines.append("")
+        lines.append("".join(traceback.format_exception(exc, limit=-8)).strip())
+    return secrets.redact("\n".join(lines))
+
+
+def patch_result_only(env: config.RunnerEnv, result: RunResult) -> None:
+    """status.result for a run that never started a sync (bad config); best effort."""
+    from .kube import StatusClient
+
+    try:
+        client = StatusClient.from_env(env)
+        if client is not None:
+            client.patch_status({"result": result.to_dict()})
+    except Exception as exc:
+        log.warning("status patch failed: %s", secrets.redact(str(exc)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    started = time.monotonic()
+    args = parse_args(argv)
+    setup_logging(args.log_format or os.environ.get("DATAPIPELINES_LOG_FORMAT", "json"))
+    env = config.RunnerEnv.from_environ()
+    secrets.set_secrets_dir(args.secrets_dir)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)  # a deleted Job: stop, still report
+
+    def finish(result: RunResult, reporter: ProgressReporter | None = None) -> int:
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        full = with_report_limit(result)
+        if reporter is not None:
+            reporter.finish(full.to_dict())
+        else:
+            patch_result_only(env, full)
+        if not write_termination_message(result, env.termination_log):
+            log.debug("no termination-message file at %s", env.termination_log)
+        if result.success:
+            log.info(
+                "sync succeeded: %d rows inserted, %d records extracted in %.2fs (load id %s)",
+                result.rows_inserted,
+                result.records_reported,
+                result.duration_ms / 1000,
+                result.load_id,
+            )
+        else:
+            log.error("%s", result.error)
+        return 0 if result.success else (exit_code or 1)
+
+    exit_code = EXIT_OK
+    try:
+        loaded = config.load(args.config, env, name=args.name)
+        data_dir = args.data_dir or env.data_dir
+        try:
+            pipelines_dir = dltenv.configure(data_dir)
+        except OSError as exc:
+            raise ConfigError(f"data dir {data_dir} is not writable: {exc.strerror}") from None
+    except ConfigError as exc:
+        failure = classify(exc)
+        exit_code = failure.exit_code
+        return finish(RunResult(success=False, error=failure.message, report=failure.message))
+
+    # dlt reads its settings when imported: only now
+    from .kube import StatusClient
+    from .progress import ProgressCollector, ProgressReporter
+    from .sync import SyncFailed, run_sync
+
+    dltenv.patch_csv_row_count()
+    collector = ProgressCollector()
+    reporter = ProgressReporter(collector, StatusClient.from_env(env)).start()
+    log.info(
+        "sync of connection %s (%s -> %s, dataset %s) started",
+        loaded.connection_name,
+        loaded.spec.type,
+        loaded.spec.destination.type,
+        loaded.spec.schema_name,
+    )
+    try:
+        outcome = run_sync(loaded.spec, loaded.connection_name, pipelines_dir, data_dir, collector)
+    except (SyncFailed, Exception, KeyboardInterrupt) as exc:
+        cause = exc.cause if isinstance(exc, SyncFailed) else exc
+        if isinstance(exc, KeyboardInterrupt):
+            failure = Failure("cancelled", str(exc) or "interrupted")
+        elif isinstance(exc, SyncFailed):
+            failure = classify(cause, source=exc.source, destination=exc.destination)
+        else:
+            failure = classify(cause)
+        exit_code = failure.exit_code
+        counts = collector.counts()
+        result = RunResult(
+            success=False,
+            error=secrets.redact(failure.message),
+            records_reported=collector.records_extracted(),
+            progress_counts=counts,
+            report=failure_report(failure, cause, collector.records_extracted()),
+        )
+        return finish(result, reporter)
+    result = RunResult(
+        success=True,
+        rows_inserted=outcome.rows_inserted,
+        records_reported=outcome.records_extracted,
+        progress_counts=outcome.progress_counts,
+        report=outcome.report,
+        load_id=outcome.load_ids[-1] if outcome.load_ids else None,
+    )
+    log.info("report:\n%s", outcome.report)
+    return finish(result, reporter)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

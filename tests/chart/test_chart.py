@@ -1,0 +1,155 @@
+"""Rendering tests of the Helm chart with the real `helm` binary (hack/build-binaries.sh)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.tools import REPO_ROOT, helm_binary
+
+CHART = REPO_ROOT / "deploy" / "helm" / "datapipelines"
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return helm_binary()
+
+
+def render(helm: Path, *sets: str, namespace: str = "dp") -> list[dict[str, Any]]:
+    args = [str(helm), "template", "rel", str(CHART), "--namespace", namespace]
+    for item in sets:
+        args += ["--set", item]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_chart_crds_are_exactly_the_repository_crds() -> None:
+    source = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+    copies = sorted((CHART / "files" / "crds").glob("*.yaml"))
+    assert source, "crds/ holds no CRD"
+    assert [p.name for p in source] == [p.name for p in copies], "run hack/sync-chart-crds.sh"
+    for src, copy in zip(source, copies, strict=True):
+        assert src.read_bytes() == copy.read_bytes(), f"{copy} differs: run hack/sync-chart-crds.sh"
+
+
+def test_helm_lint_is_clean(helm: Path) -> None:
+    result = subprocess.run(
+        [str(helm), "lint", "--strict", str(CHART)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_render_has_every_part(helm: Path) -> None:
+    docs = render(helm)
+    kinds = {d["kind"] for d in docs}
+    assert {
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Secret",
+    } <= kinds
+    crds = {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")}
+    assert crds == {
+        "pipelineconnections.datapipelines.io",
+        "pipelineruns.datapipelines.io",
+        "pipelinebatches.datapipelines.io",
+    }
+    for crd in by_kind(docs, "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not by_kind(docs, "Ingress")
+    assert not by_kind(docs, "NetworkPolicy")
+    assert not by_kind(docs, "ClusterRoleBinding")[1:], "only the discovery binding is cluster-wide"
+
+
+def test_every_pod_is_restricted(helm: Path) -> None:
+    for deploy in by_kind(render(helm), "Deployment"):
+        pod = deploy["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert isinstance(pod["securityContext"]["runAsUser"], int)
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["hostNetwork"] is False
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert container["resources"]["requests"]
+            assert "livenessProbe" in container
+
+
+def test_api_key_secret_generated_or_existing(helm: Path) -> None:
+    docs = render(helm)
+    (secret,) = by_kind(docs, "Secret")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert secret["data"]["api-key"]
+    docs = render(helm, "api.existingSecret=mykeys", "api.existingSecretKey=keys")
+    assert not by_kind(docs, "Secret")
+    api = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+    env = {e["name"]: e for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    ref = env["DATAPIPELINES_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "mykeys", "key": "keys"}
+
+
+def test_local_cluster_values_bind_loopback(helm: Path) -> None:
+    docs = render(helm, "hostNetwork=true", "kubeApiServer=https://127.0.0.1:6443")
+    for deploy in by_kind(docs, "Deployment"):
+        pod = deploy["spec"]["template"]["spec"]
+        assert pod["hostNetwork"] is True
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert "127.0.0.1" in (
+            env.get("DATAPIPELINES_API_HOST"),
+            env.get("DATAPIPELINES_LISTEN_HOST"),
+        )
+        assert env["DATAPIPELINES_KUBE_API"] == "https://127.0.0.1:6443"
+    operator = next(d for d in by_kind(docs, "Deployment") if "operator" in d["metadata"]["name"])
+    env = {
+        e["name"]: e.get("value")
+        for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["DATAPIPELINES_RUNNER_HOST_NETWORK"] == "true"
+
+
+def test_cluster_wide_mode_uses_cluster_roles(helm: Path) -> None:
+    docs = render(helm, "singleNamespace=false")
+    names = {d["metadata"]["name"] for d in by_kind(docs, "ClusterRole")}
+    assert {"rel-datapipelines-operator", "rel-datapipelines-api"} <= names
+
+
+def test_optional_parts(helm: Path) -> None:
+    docs = render(
+        helm,
+        "api.ingress.enabled=true",
+        "api.ingress.className=nginx",
+        "networkPolicy.enabled=true",
+        "crds.install=false",
+        "history.existingSecret=archive",
+    )
+    (ingress,) = by_kind(docs, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert len(by_kind(docs, "NetworkPolicy")) == 2
+    assert not by_kind(docs, "CustomResourceDefinition")
+    for deploy in by_kind(docs, "Deployment"):
+        env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["DATAPIPELINES_HISTORY_DSN"]["valueFrom"]["secretKeyRef"]["name"] == "archive"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["logFormat=xml", "api.port=0", "image.pullPolicy=Sometimes", "operator.replicas=-1"],
+)
+def test_schema_rejects_bad_values(helm: Path, bad: str) -> None:
+    args = [str(helm), "template", "rel", str(CHART), "--set", bad]
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr

@@ -1,0 +1,4 @@
+"""Shared fixtures. Keep this file small: fixtures live in tests/support/ and are imported here."""
+
+from tests.support.http_source import *  # noqa: F403
+from tests.support.postgres import *  # noqa: F403

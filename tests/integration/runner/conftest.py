@@ -1,0 +1,30 @@
+"""Fixtures of the runner's integration tests (helpers: runnerkit.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.runner.runnerkit import Runner
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Runner:
+    return Runner(tmp_path)
+
+
+@pytest.fixture
+def warehouse(postgres_server: Any, runner: Runner) -> str:
+    """A fresh PostgreSQL database for the test, its password as Secret `warehouse/password`."""
+    runner.secret("warehouse", "password", postgres_server.password)
+    return postgres_server.create_database()
+
+
+@pytest.fixture
+def pg_count(postgres_server: Any, warehouse: str):
+    def count(sql: str = "SELECT count(*), count(DISTINCT id) FROM demo_data.items") -> tuple:
+        return postgres_server.query(sql, database=warehouse)[0]
+
+    return count
