@@ -112,6 +112,9 @@ def test_local_cluster_values_bind_loopback(helm: Path) -> None:
             env.get("DATAPIPELINES_LISTEN_HOST"),
         )
         assert env["DATAPIPELINES_KUBE_API"] == "https://127.0.0.1:6443"
+        # in-cluster clients must not go to the `kubernetes` Service IP (no kube-proxy there)
+        assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"
+        assert env["KUBERNETES_SERVICE_PORT"] == "6443"
     operator = next(d for d in by_kind(docs, "Deployment") if "operator" in d["metadata"]["name"])
     env = {
         e["name"]: e.get("value")

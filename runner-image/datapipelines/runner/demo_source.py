@@ -110,16 +110,16 @@ class DemoHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         state = self.state
+        url = urlsplit(self.path)
+        if url.path.rstrip("/") == "/healthz":  # probes: no token, not counted as a request
+            self._send(200, {"ok": True})
+            return
         with state.lock:
             if state.first_request_at is None:
                 state.first_request_at = time.time()
             state.requests.append(self.path)
-        url = urlsplit(self.path)
         if state.token is not None and self.headers.get("Authorization") != f"Bearer {state.token}":
             self._send(401, {"error": "missing or wrong bearer token"})
-            return
-        if url.path.rstrip("/") in ("/healthz",):
-            self._send(200, {"ok": True})
             return
         if url.path.rstrip("/") != "/items":
             self._send(404, {"error": f"no resource {url.path}"})

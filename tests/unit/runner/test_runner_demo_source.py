@@ -67,3 +67,11 @@ def test_http_auth_404_and_pages() -> None:
             urllib.request.urlopen(request, timeout=5)
         assert err.value.code == 404
         assert src.state.first_request_at is not None
+
+
+def test_healthz_needs_no_token_and_is_not_counted() -> None:
+    with serve_demo_source(DemoState(records=5, token="tok")) as src:
+        with urllib.request.urlopen(src.url + "healthz", timeout=5) as resp:
+            assert resp.status == 200
+        assert src.state.requests == []
+        assert src.state.first_request_at is None

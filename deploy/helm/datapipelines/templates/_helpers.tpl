@@ -69,9 +69,16 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ include "datapipelines.watchNamespace" . | quote }}
 - name: DATAPIPELINES_LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
-{{- if .Values.kubeApiServer }}
+{{- with .Values.kubeApiServer }}
+{{- $hostport := (urlParse .).host }}
 - name: DATAPIPELINES_KUBE_API
-  value: {{ .Values.kubeApiServer | quote }}
+  value: {{ . | quote }}
+# The in-cluster client configuration of kopf and kubernetes_asyncio reads these two: point them
+# at the apiserver itself instead of the `kubernetes` Service (unreachable without kube-proxy).
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ regexReplaceAll ":[0-9]+$" $hostport "" | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ default "443" (regexFind "[0-9]+$" $hostport) | quote }}
 {{- end }}
 {{- if .Values.history.existingSecret }}
 - name: DATAPIPELINES_HISTORY_DSN

@@ -1,0 +1,72 @@
+"""Read side of the optional PostgreSQL run archive (`DATAPIPELINES_HISTORY_DSN`).
+
+The operator writes one row per finished PipelineRun into `datapipelines_run_history`
+(DDL in `datapipelines.resources.history`); the API only reads it, so history outlives the
+per-connection retention of PipelineRun objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+
+from datapipelines.api.errors import ArchiveUnavailable
+from datapipelines.api.mapping import LastRun, history_entry_of_row, last_run_from_archive
+from datapipelines.api.models import HistoryEntryOut
+from datapipelines.resources.history import COLUMNS as _ALL_COLUMNS
+from datapipelines.resources.history import SELECT_LAST_FOR_CONNECTION_SQL, TABLE
+
+log = logging.getLogger(__name__)
+
+# Everything but the `result` jsonb (reports can be large; no endpoint needs them here).
+COLUMNS = ", ".join(c for c in _ALL_COLUMNS if c != "result")
+SELECT_RECENT_IN_NAMESPACE_SQL = (
+    f"SELECT {COLUMNS} FROM {TABLE} WHERE namespace = %(namespace)s "
+    "ORDER BY finished_at DESC NULLS LAST, started_at DESC NULLS LAST, run_name DESC "
+    "LIMIT %(limit)s"
+)
+CONNECT_TIMEOUT_S = 5
+
+
+class HistoryArchive(Protocol):
+    async def recent(self, namespace: str, limit: int) -> list[HistoryEntryOut]: ...
+
+    async def last_run(self, namespace: str, connection: str) -> LastRun | None: ...
+
+
+class PostgresArchive:
+    """Short-lived connections per request: history reads are rare and cheap."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+
+    async def _fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self._dsn, connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row
+            ) as conn:
+                cur = await conn.execute(query, params)
+                return list(await cur.fetchall())
+        except pg_errors.UndefinedTable:
+            log.info("history archive table does not exist yet", extra={"table": TABLE})
+            return []
+        except psycopg.Error as exc:
+            raise ArchiveUnavailable(
+                f"the run history archive (PostgreSQL) cannot be read: {type(exc).__name__}"
+            ) from exc
+
+    async def recent(self, namespace: str, limit: int) -> list[HistoryEntryOut]:
+        rows = await self._fetch(
+            SELECT_RECENT_IN_NAMESPACE_SQL, {"namespace": namespace, "limit": limit}
+        )
+        return [history_entry_of_row(row) for row in rows]
+
+    async def last_run(self, namespace: str, connection: str) -> LastRun | None:
+        rows = await self._fetch(
+            SELECT_LAST_FOR_CONNECTION_SQL, {"namespace": namespace, "connection": connection}
+        )
+        return last_run_from_archive(rows[0]) if rows else None

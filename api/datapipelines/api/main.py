@@ -1,0 +1,106 @@
+"""Builds the FastAPI app; `main()` is the `datapipelines-api` console script."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from datapipelines.api.archive import HistoryArchive, PostgresArchive
+from datapipelines.api.errors import install_handlers
+from datapipelines.api.metrics import Metrics, MetricsMiddleware
+from datapipelines.api.routes import api_router, health_router
+from datapipelines.api.settings import Settings
+from datapipelines.api.store import PipelineStore
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+REST facade of datapipelines. Every task is a Kubernetes object (PipelineRun or PipelineBatch)
+whose name is the task id, so tasks survive restarts. Send one of the server's keys in the
+`X-API-Key` header on every endpoint except `/healthz`, `/readyz` and `/metrics`.
+"""
+
+_UNSET = object()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    kube: PipelineStore | None = None,
+    archive: HistoryArchive | object | None = _UNSET,
+) -> FastAPI:
+    """The app. `kube` replaces the Kubernetes-backed store (tests pass a fake)."""
+    settings = settings or Settings()
+    if kube is None:
+        from datapipelines.api.kube import KubeStore
+
+        kube = KubeStore(settings)
+    if archive is _UNSET:
+        dsn = settings.history_dsn.get_secret_value() if settings.history_dsn else None
+        archive = PostgresArchive(dsn) if dsn else None
+    store = kube
+    metrics = Metrics()
+    metrics.watch_store(store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.api_keys:
+            log.warning("DATAPIPELINES_API_KEY is not set: keyed endpoints answer 500")
+        await store.start()
+        try:
+            yield
+        finally:
+            await store.stop()
+
+    app = FastAPI(
+        title="datapipelines API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.archive = archive
+    app.state.metrics = metrics
+    install_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(health_router)
+    app.include_router(api_router)
+    return app
+
+
+def main() -> None:
+    """Serve the API with uvicorn on DATAPIPELINES_API_HOST:DATAPIPELINES_API_PORT."""
+    import uvicorn
+
+    from datapipelines.api.logs import configure_logging
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        configure_logging()
+        for err in exc.errors():
+            log.error(
+                "invalid setting",
+                extra={"field": ".".join(map(str, err["loc"])), "error": err["msg"]},
+            )
+        sys.exit(2)
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Response bodies of the REST API (api-guide fields first, additions after).
+
+Field names are the guide's snake_case names; timestamps are RFC 3339 strings as Kubernetes
+writes them. Additions beyond the guide are marked "(addition)" in their descriptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TaskState = Literal["queued", "running", "finished", "cancelled"]
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What went wrong, for humans.")
+    model_config = ConfigDict(extra="allow")
+
+
+class ConflictBody(ErrorBody):
+    active_task_id: str = Field(description="The run that holds the connection (addition).")
+    connection: str
+
+
+class ConnectionOut(BaseModel):
+    name: str
+    type: str
+    enabled: bool
+    schema_name: str
+    last_run_at: str | None = Field(description="Start time of the last finished run.")
+    concurrency_policy: str = Field(default="Forbid", description="(addition)")
+    schedule: str | None = Field(default=None, description="Cron schedule (addition).")
+    active_runs: list[str] = Field(
+        default_factory=list, description="Runs not finished yet, oldest first (addition)."
+    )
+
+
+class ConnectionStatusOut(ConnectionOut):
+    last_run_success: bool | None = None
+    last_run_error: str | None = None
+    last_run_duration_ms: int | None = None
+    last_run_attempts: int | None = None
+    last_run_id: str | None = Field(default=None, description="(addition)")
+    last_run_source: Literal["runs", "archive", "connection"] | None = Field(
+        default=None,
+        description="Where the last-run fields come from: a PipelineRun in the cluster, the "
+        "PostgreSQL archive, or the connection's own status (addition).",
+    )
+
+
+class RunResultOut(BaseModel):
+    """The result of one run (`POST /connections/{name}/run`, `result` of a single task)."""
+
+    success: bool
+    duration_ms: int
+    rows_inserted: int
+    error: str | None = None
+    report: str | None = Field(
+        default=None, description="Human-readable report; null unless include_report=true."
+    )
+    attempts: int | None = None
+    records_reported: int | None = None
+    progress_counts: dict[str, Any] | None = None
+    run_id: str | None = None
+    status: Literal["succeeded", "failed", "cancelled"] | None = Field(
+        default=None, description="How the run ended (addition)."
+    )
+    report_truncated: bool | None = Field(default=None, description="(addition)")
+
+
+class RunStartedOut(BaseModel):
+    message: str
+    task_id: str
+    connection: str
+
+
+class BatchStartedOut(BaseModel):
+    message: str
+    task_id: str
+    connections: list[str]
+
+
+class CancelOut(BaseModel):
+    message: str
+    task_id: str = Field(description="(addition)")
+    kind: Literal["batch", "single"] = Field(description="(addition)")
+
+
+class ProgressOut(BaseModel):
+    stage: str | None = None
+    records_extracted: int | None = None
+    tables: dict[str, Any] | None = None
+    updated_at: str | None = None
+
+
+class BatchRunOut(BaseModel):
+    connection: str
+    run_id: str | None = None
+    phase: str | None = None
+    success: bool | None = None
+    error: str | None = None
+
+
+class TaskStatusOut(BaseModel):
+    """A task: a PipelineBatch (`kind: batch`) or a single PipelineRun (`kind: single`)."""
+
+    task_id: str = Field(description="(addition)")
+    kind: Literal["batch", "single"]
+    status: TaskState
+    connections: list[str]
+    current: str | None = None
+    completed: list[str]
+    canceled: bool
+    started_at: str | None
+    finished_at: str | None = None
+    active: bool
+    connection: str | None = Field(default=None, description="Set when kind=single.")
+    result: RunResultOut | None = Field(
+        default=None, description="Set when kind=single and the run has finished."
+    )
+    error: str | None = Field(default=None, description="Set when kind=single and it failed.")
+    phase: str | None = Field(
+        default=None, description="Queued|Running|Succeeded|Failed|Cancelled (addition)."
+    )
+    trigger: str | None = Field(default=None, description="(addition)")
+    batch: str | None = Field(default=None, description="Batch of a single run (addition).")
+    attempts: int | None = Field(default=None, description="(addition)")
+    progress: ProgressOut | None = Field(default=None, description="Live progress (addition).")
+    runs: list[BatchRunOut] | None = Field(
+        default=None, description="The runs of a batch (addition)."
+    )
+
+
+class HistoryEntryOut(BaseModel):
+    run_id: str
+    connection: str
+    kind: Literal["single", "batch"] = Field(description="Part of a batch or not.")
+    trigger: str | None = None
+    batch: str | None = None
+    status: Literal["succeeded", "failed", "cancelled"]
+    phase: str
+    success: bool
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    rows_inserted: int | None = None
+    records_reported: int | None = None
+    attempts: int | None = None
+    error: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: str
+    detail: str | None = None

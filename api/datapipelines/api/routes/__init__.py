@@ -1,0 +1,23 @@
+"""The API's routers, one module per resource; `api_router` holds every keyed route."""
+
+from fastapi import APIRouter, Depends
+
+from datapipelines.api.deps import require_api_key
+from datapipelines.api.models import ErrorBody
+from datapipelines.api.routes import connections, health, history, pipelines, tasks
+
+_COMMON_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid X-API-Key."},
+    500: {"model": ErrorBody, "description": "DATAPIPELINES_API_KEY not configured, or a bug."},
+    503: {"model": ErrorBody, "description": "The Kubernetes API cannot be reached."},
+}
+
+api_router = APIRouter(dependencies=[Depends(require_api_key)], responses=_COMMON_ERRORS)
+api_router.include_router(connections.router)
+api_router.include_router(pipelines.router)
+api_router.include_router(tasks.router)
+api_router.include_router(history.router)
+
+health_router = health.router
+
+__all__ = ["api_router", "health_router"]

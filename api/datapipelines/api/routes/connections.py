@@ -1,0 +1,86 @@
+"""/connections: list, status, synchronous and background runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from datapipelines.api import services
+from datapipelines.api.deps import ArchiveDep, MetricsDep, ReadyStoreDep, SettingsDep
+from datapipelines.api.models import (
+    ConflictBody,
+    ConnectionOut,
+    ConnectionStatusOut,
+    ErrorBody,
+    RunResultOut,
+    RunStartedOut,
+)
+
+router = APIRouter(prefix="/connections", tags=["connections"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown connection."}
+}
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ConflictBody,
+        "description": "concurrencyPolicy Forbid and a run of this connection is active.",
+    }
+}
+
+
+@router.get("", response_model=list[ConnectionOut], summary="List all connections")
+async def list_connections(store: ReadyStoreDep) -> list[ConnectionOut]:
+    return services.list_connections(store)
+
+
+@router.get(
+    "/{name}/status",
+    response_model=ConnectionStatusOut,
+    responses=_NOT_FOUND,
+    summary="Latest status of a connection",
+)
+async def connection_status(
+    name: str, store: ReadyStoreDep, archive: ArchiveDep
+) -> ConnectionStatusOut:
+    return await services.connection_status(store, archive, name)
+
+
+@router.post(
+    "/{name}/run",
+    response_model=RunResultOut,
+    responses={
+        **_NOT_FOUND,
+        **_CONFLICT,
+        500: {"model": ErrorBody, "description": "The run was deleted before it finished."},
+        504: {"model": ErrorBody, "description": "Wait limit reached; the run goes on."},
+    },
+    summary="Run a connection and wait for the result",
+    description=(
+        "Creates a PipelineRun (trigger `api`) and answers when it ends. A run that ends "
+        "Failed or Cancelled answers 200 with `success: false` and `error`; the run goes on "
+        "if the client disconnects, visible at `/task_status/{run_id}`."
+    ),
+)
+async def run_connection(
+    name: str,
+    store: ReadyStoreDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    include_report: bool = Query(False, description="Include the run's report text."),
+) -> RunResultOut:
+    with metrics.sync_waits.track_inprogress():
+        return await services.run_and_wait(
+            store, name, include_report=include_report, wait_seconds=settings.run_wait_seconds
+        )
+
+
+@router.post(
+    "/{name}/run_async",
+    response_model=RunStartedOut,
+    responses={**_NOT_FOUND, **_CONFLICT},
+    summary="Start a run in the background",
+)
+async def run_connection_async(name: str, store: ReadyStoreDep) -> RunStartedOut:
+    return await services.run_async(store, name)

@@ -1,0 +1,19 @@
+"""/pipelines: the connections again (same shape), optionally only the enabled ones."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from datapipelines.api import services
+from datapipelines.api.deps import ReadyStoreDep
+from datapipelines.api.models import ConnectionOut
+
+router = APIRouter(prefix="/pipelines", tags=["pipelines"])
+
+
+@router.get("", response_model=list[ConnectionOut], summary="List all pipelines")
+async def list_pipelines(
+    store: ReadyStoreDep,
+    only_enabled: bool = Query(False, description="Only connections with enabled: true."),
+) -> list[ConnectionOut]:
+    return services.list_connections(store, only_enabled=only_enabled)

@@ -1,0 +1,46 @@
+"""Tasks: batches (/run_selected), status and cancellation of runs and batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from datapipelines.api import services
+from datapipelines.api.deps import ReadyStoreDep
+from datapipelines.api.models import BatchStartedOut, CancelOut, ErrorBody, TaskStatusOut
+
+router = APIRouter(tags=["tasks"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown task."}
+}
+
+
+@router.post(
+    "/run_selected",
+    response_model=BatchStartedOut,
+    summary="Run all enabled connections as a batch",
+)
+async def run_selected(store: ReadyStoreDep) -> BatchStartedOut:
+    return await services.run_selected(store)
+
+
+@router.post(
+    "/cancel_task/{task_id}",
+    response_model=CancelOut,
+    responses={404: {"model": ErrorBody, "description": "Unknown or already finished task."}},
+    summary="Cancel a run or a batch",
+)
+async def cancel_task(task_id: str, store: ReadyStoreDep) -> CancelOut:
+    return await services.cancel_task(store, task_id)
+
+
+@router.get(
+    "/task_status/{task_id}",
+    response_model=TaskStatusOut,
+    responses=_NOT_FOUND,
+    summary="Status of a run (kind single) or a batch (kind batch)",
+)
+async def task_status(task_id: str, store: ReadyStoreDep) -> TaskStatusOut:
+    return services.task_status(store, task_id)

@@ -1,0 +1,115 @@
+"""The one settings object of the API, read from the environment (see docs/contracts.md).
+
+`DATAPIPELINES_API_KEY` may be *unset*: the contract says the server still starts and answers
+every keyed endpoint with 500 and a message saying the key is not configured. A key that is set
+to an obvious placeholder (`changeme`, `<your-key>`, …) is refused at start-up instead: that is a
+deployment mistake, not an unconfigured server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+PLACEHOLDER_KEYS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "replaceme",
+        "replace-me",
+        "<your-key>",
+        "your-key",
+        "placeholder",
+        "secret",
+        "xxx",
+        "todo",
+    }
+)
+
+
+class Settings(BaseSettings):
+    """Settings of the API process; every field is read from `DATAPIPELINES_<FIELD>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DATAPIPELINES_", extra="ignore", populate_by_name=True
+    )
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Accepted API keys, comma-separated (several keys allow rotation).",
+    )
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(default=8081, ge=1, le=65535)
+    namespace: str = Field(
+        default="",
+        description="Namespace served; empty = the pod's own namespace, else `default`.",
+    )
+    kubeconfig: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATAPIPELINES_KUBECONFIG", "KUBECONFIG", "kubeconfig"),
+        description="kubeconfig file outside a cluster; in-cluster config when unset.",
+    )
+    history_dsn: SecretStr | None = Field(
+        default=None, description="PostgreSQL DSN of the run archive (optional)."
+    )
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    run_wait_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=AliasChoices("DATAPIPELINES_API_RUN_WAIT_SECONDS", "run_wait_seconds"),
+        description=(
+            "How long `POST /connections/{name}/run` waits for the run's end before answering "
+            "504 with the run id. Default: the connection's timeoutSeconds x (retries + 1) + 600."
+        ),
+    )
+    watch_timeout_seconds: int = Field(
+        default=300, ge=10, description="Server-side timeout of one watch request."
+    )
+
+    @field_validator("api_key", "history_dsn", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        for key in _split_keys(value.get_secret_value()):
+            if key.lower() in PLACEHOLDER_KEYS:
+                raise ValueError(
+                    "DATAPIPELINES_API_KEY holds a placeholder value; set a real random key"
+                )
+        return value
+
+    @property
+    def api_keys(self) -> list[str]:
+        """The accepted keys; empty when `DATAPIPELINES_API_KEY` is not configured."""
+        if self.api_key is None:
+            return []
+        return _split_keys(self.api_key.get_secret_value())
+
+    def resolved_namespace(self, sa_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE) -> str:
+        """The namespace to serve: the setting, else the pod's own, else `default`."""
+        if self.namespace.strip():
+            return self.namespace.strip()
+        try:
+            own = sa_file.read_text().strip()
+        except OSError:
+            own = ""
+        return own or "default"
+
+
+def _split_keys(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]

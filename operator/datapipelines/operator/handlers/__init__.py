@@ -1,0 +1,1 @@
+"""The work behind each kopf handler registered in :mod:`datapipelines.operator.main`."""

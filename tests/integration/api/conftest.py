@@ -1,0 +1,41 @@
+"""Fixtures of the API's integration tests (helpers: apikit.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.api.apikit import (
+    API_KEY,
+    OLD_API_KEY,
+    ApiServer,
+    apply_crds,
+    create_namespace,
+    delete_namespace,
+)
+
+
+@pytest.fixture(scope="session")
+def crds(kubeconfig: Path) -> None:
+    apply_crds()
+
+
+@pytest.fixture(scope="module")
+def namespace(crds: None) -> Iterator[str]:
+    ns = create_namespace("api")
+    yield ns
+    delete_namespace(ns)
+
+
+@pytest.fixture(scope="module")
+def api(namespace: str) -> Iterator[ApiServer]:
+    """The API as a real process (the console script) serving `namespace`."""
+    server = ApiServer(namespace, key=f"{API_KEY},{OLD_API_KEY}")
+    server.start()
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,185 @@
+"""Bad input is stopped by the apiserver at admission, with the field named (schema + CEL)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, RUN_PLURAL
+from tests.integration.operator.opcluster import Cluster, batch, connection, run
+
+pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def rejected(cluster: Cluster, plural: str, body: dict[str, Any]) -> str:
+    with pytest.raises(ApiException) as info:
+        await cluster.kube.create(cluster.ns, plural, body)
+    assert info.value.status == 422, info.value.body
+    return str(info.value.body)
+
+
+def conn_with(**changes: Any) -> dict[str, Any]:
+    body = connection("bad")
+    for dotted, value in changes.items():
+        node = body["spec"]
+        *path, last = dotted.split("__")
+        for key in path:
+            node = node.setdefault(key, {})
+        if value is DELETE:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return body
+
+
+DELETE = object()
+
+CONNECTION_CASES = [
+    ("type", {"type": "ftp"}, "spec.type"),
+    ("type wrong kind", {"type": 3}, "spec.type"),
+    ("enabled not a bool", {"enabled": "yes"}, "spec.enabled"),
+    ("schemaName upper case", {"schemaName": "Demo-Data"}, "spec.schemaName"),
+    ("schemaName starts with digit", {"schemaName": "1abc"}, "spec.schemaName"),
+    ("schemaName too long", {"schemaName": "a" * 64}, "spec.schemaName"),
+    ("schemaName missing", {"schemaName": DELETE}, "schemaName"),
+    ("retries negative", {"retries": -1}, "spec.retries"),
+    ("retries huge", {"retries": 1000}, "spec.retries"),
+    ("retries a string", {"retries": "two"}, "spec.retries"),
+    ("timeout zero", {"timeoutSeconds": 0}, "spec.timeoutSeconds"),
+    ("timeout huge", {"timeoutSeconds": 10**7}, "spec.timeoutSeconds"),
+    ("historyLimit huge", {"historyLimit": 5000}, "spec.historyLimit"),
+    ("concurrencyPolicy unknown", {"concurrencyPolicy": "Sometimes"}, "spec.concurrencyPolicy"),
+    ("writeDisposition unknown", {"writeDisposition": "upsert"}, "spec.writeDisposition"),
+    ("cron out of range", {"schedule": "61 * * * *"}, "spec.schedule"),
+    ("cron words", {"schedule": "every minute"}, "spec.schedule"),
+    ("cron six fields", {"schedule": "* * * * * *"}, "spec.schedule"),
+    ("timeZone without schedule", {"timeZone": "UTC"}, "spec.timeZone"),
+    ("timeZone malformed", {"schedule": "@daily", "timeZone": "not a zone!"}, "spec.timeZone"),
+    ("source of another type", {"type": "sql_database"}, "spec.source"),
+    ("two sources", {"source__filesystem": {"bucketUrl": "/data"}}, "spec.source"),
+    ("source missing", {"source": DELETE}, "source"),
+    ("baseUrl not http", {"source__restApi__baseUrl": "ftp://x"}, "spec.source.restApi.baseUrl"),
+    ("rest resources empty", {"source__restApi__resources": []}, "spec.source.restApi.resources"),
+    (
+        "bearer without token ref",
+        {"source__restApi__auth": {"type": "bearer"}},
+        "spec.source.restApi.auth.tokenSecretRef",
+    ),
+    (
+        "inline secret value",
+        {"source__restApi__auth": {"type": "bearer", "tokenSecretRef": {"name": "s"}}},
+        "spec.source.restApi.auth.tokenSecretRef.key",
+    ),
+    ("destination unknown", {"destination": {"type": "bigquery"}}, "spec.destination.type"),
+    (
+        "postgres without settings",
+        {"destination": {"type": "postgres"}},
+        "spec.destination.postgres",
+    ),
+    (
+        "postgres port out of range",
+        {
+            "destination": {
+                "type": "postgres",
+                "postgres": {"host": "h", "database": "d", "username": "u", "port": 70000},
+            }
+        },
+        "spec.destination.postgres.port",
+    ),
+    ("runner env without name", {"runner": {"env": [{"value": "x"}]}}, "spec.runner.env[0].name"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [pytest.param(conn_with(**c), f, id=i) for i, c, f in CONNECTION_CASES],
+)
+async def test_bad_connection_rejected(cluster: Cluster, body: dict[str, Any], field: str) -> None:
+    message = await rejected(cluster, CONNECTION_PLURAL, body)
+    assert field in message, message
+
+
+async def test_connection_name_too_long_rejected(cluster: Cluster) -> None:
+    body = connection("c" * 53)
+    message = await rejected(cluster, CONNECTION_PLURAL, body)
+    assert "metadata.name" in message
+
+
+async def test_good_connection_gets_defaults(cluster: Cluster) -> None:
+    created = await cluster.connection("good", schedule="*/15 * * * *", timeZone="Europe/Berlin")
+    spec = created["spec"]
+    assert spec["enabled"] is True and spec["retries"] == 2 and spec["timeoutSeconds"] == 3600
+    assert spec["concurrencyPolicy"] == "Forbid" and spec["historyLimit"] == 10
+    assert spec["writeDisposition"] == "append" and spec["destination"] == {"type": "duckdb"}
+    assert spec["suspend"] is False
+
+
+async def test_connection_status_only_through_subresource(cluster: Cluster) -> None:
+    body = copy.deepcopy(connection("nostatus"))
+    body["status"] = {"lastRunSuccess": True}
+    created = await cluster.kube.create(cluster.ns, CONNECTION_PLURAL, body)
+    assert "status" not in (created or {}) or "lastRunSuccess" not in created["status"]
+
+
+RUN_CASES = [
+    ("no connection", {"connectionName": DELETE}, "spec.connectionName"),
+    ("empty connection", {"connectionName": ""}, "spec.connectionName"),
+    ("trigger unknown", {"trigger": "cron"}, "spec.trigger"),
+    ("cancel not bool", {"cancelRequested": "yes"}, "spec.cancelRequested"),
+    ("schedule trigger without tick", {"trigger": "schedule"}, "spec.scheduledTime"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), [pytest.param(c, f, id=i) for i, c, f in RUN_CASES])
+async def test_bad_run_rejected(cluster: Cluster, changes: dict[str, Any], field: str) -> None:
+    body = run("bad-run", "demo")
+    for key, value in changes.items():
+        if value is DELETE:
+            body["spec"].pop(key)
+        else:
+            body["spec"][key] = value
+    message = await rejected(cluster, RUN_PLURAL, body)
+    assert field in message, message
+
+
+async def test_run_without_spec_rejected(cluster: Cluster) -> None:
+    body = run("bad-run", "demo")
+    del body["spec"]
+    assert "spec" in await rejected(cluster, RUN_PLURAL, body)
+
+
+async def test_run_updates_guarded(cluster: Cluster) -> None:
+    await cluster.run("r1", "demo")
+    with pytest.raises(ApiException) as info:
+        await cluster.kube.patch(
+            cluster.ns, RUN_PLURAL, "r1", {"spec": {"connectionName": "other"}}
+        )
+    assert info.value.status == 422 and "spec.connectionName" in str(info.value.body)
+    assert "immutable" in str(info.value.body)
+    await cluster.kube.patch(cluster.ns, RUN_PLURAL, "r1", {"spec": {"cancelRequested": True}})
+    with pytest.raises(ApiException) as info:
+        await cluster.kube.patch(cluster.ns, RUN_PLURAL, "r1", {"spec": {"cancelRequested": False}})
+    assert info.value.status == 422 and "spec.cancelRequested" in str(info.value.body)
+
+
+async def test_bad_batches_rejected(cluster: Cluster) -> None:
+    message = await rejected(cluster, BATCH_PLURAL, batch("b-dup", ["a", "a"]))
+    assert "spec.connections" in message
+    message = await rejected(cluster, BATCH_PLURAL, batch("b-bad", ["Not_A_Name"]))
+    assert "spec.connections" in message
+    body = batch("b-none", [])
+    del body["spec"]["connections"]
+    assert "connections" in await rejected(cluster, BATCH_PLURAL, body)
+    await cluster.batch("b-ok", ["a", "b"])
+    with pytest.raises(ApiException) as info:
+        await cluster.kube.patch(cluster.ns, BATCH_PLURAL, "b-ok", {"spec": {"connections": ["b"]}})
+    assert info.value.status == 422 and "spec.connections" in str(info.value.body)
+    await cluster.kube.patch(cluster.ns, BATCH_PLURAL, "b-ok", {"spec": {"cancelRequested": True}})
+    with pytest.raises(ApiException) as info:
+        await cluster.kube.patch(
+            cluster.ns, BATCH_PLURAL, "b-ok", {"spec": {"cancelRequested": False}}
+        )
+    assert info.value.status == 422 and "spec.cancelRequested" in str(info.value.body)

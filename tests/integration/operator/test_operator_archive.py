@@ -1,0 +1,55 @@
+"""The optional PostgreSQL run archive (DATAPIPELINES_HISTORY_DSN) with a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from datapipelines.resources import history
+from tests.integration.operator.opcluster import Cluster, OperatorProcess, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.asyncio(loop_scope="session")]
+
+STUCK = {"image": "localhost/datapipelines-never-pulled:none"}
+
+
+async def _gone(cluster: Cluster, run: str) -> bool:
+    return await cluster.get_run(run) is None
+
+
+async def test_finished_runs_are_archived_beyond_retention(
+    cluster: Cluster,
+    operator_factory: Callable[..., OperatorProcess],
+    postgres_server: Any,
+) -> None:
+    database = postgres_server.create_database()
+    operator_factory(DATAPIPELINES_HISTORY_DSN=postgres_server.dsn(database)).start()
+    await cluster.connection("demo", runner=STUCK, historyLimit=0)
+    await cluster.run("demo-a", "demo")
+    await cluster.wait_phase("demo-a", "Running")
+    await cluster.run("demo-b", "demo")  # Forbid: fails at once, then retention deletes it
+    await wait_for(lambda: _gone(cluster, "demo-b"), 30, what="demo-b failed and deleted")
+    await cluster.delete_job("demo-a")  # demo-a fails (JobDeleted)
+
+    async def archived() -> list[tuple[Any, ...]] | None:
+        rows = postgres_server.query(
+            f"SELECT run_name, namespace, connection, phase, success, error, attempts "
+            f"FROM {history.TABLE} ORDER BY run_name",
+            database=database,
+        )
+        return rows if len(rows) == 2 else None
+
+    rows = await wait_for(archived, 60, what="two archived runs")
+    (a, b) = rows
+    assert a[:5] == ("demo-a", cluster.ns, "demo", "Failed", False) and a[5].startswith(
+        "JobDeleted"
+    )
+    assert b[:5] == ("demo-b", cluster.ns, "demo", "Failed", False)
+    assert b[5].startswith("ConcurrencyForbidden")
+
+    async def all_deleted() -> bool:
+        return not await cluster.runs()
+
+    await wait_for(all_deleted, 30, what="historyLimit 0 deletes finished runs")
