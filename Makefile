@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv with the project and its dev tools
 
 .PHONY: lint
-lint: venv ## ruff over the whole tree
+lint: venv ## ruff over the whole tree, mypy over the packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy operator/datapipelines api/datapipelines runner-image/datapipelines
 
 .PHONY: unit
 unit: venv ## unit tests (no cluster)

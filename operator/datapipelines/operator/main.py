@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -67,7 +68,18 @@ def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo
     client libraries read it at import), else the pod's ServiceAccount."""
     if os.environ.get("KUBECONFIG"):
         return kopf.login_with_kubeconfig(settings=settings, **kwargs)
-    return kopf.login_with_service_account(settings=settings, **kwargs)
+    info = kopf.login_with_service_account(settings=settings, **kwargs)
+    return None if info is None else dataclasses.replace(info, server=in_cluster_server())
+
+
+def in_cluster_server() -> str:
+    """The apiserver as the kubelet (or the chart's kubeApiServer) announces it to the pod, the way
+    client-go's in-cluster config reads it (kopf's own login assumes kubernetes.default.svc)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"https://{host}:{port}"
 
 
 @kopf.on.create(*RUN, id="run-start")

@@ -58,3 +58,12 @@ def test_login_reads_the_kubeconfig_named_at_run_time(tmp_path, monkeypatch) -> 
     assert info is not None
     assert info.server == "https://127.0.0.1:6443"
     assert info.token == "t0ken"
+
+
+def test_in_cluster_login_uses_the_announced_apiserver(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    assert main.in_cluster_server() == "https://127.0.0.1:6443"
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    assert main.in_cluster_server() == "https://[fd00::1]:6443"
