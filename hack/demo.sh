@@ -153,6 +153,7 @@ down() {
       as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null || true
     fi
     "$HACK/cluster.sh" down
+    rm -rf "$WAREHOUSE_DIR"  # the DuckDB files of the samples
   else
     kind delete cluster --name datapipelines
   fi

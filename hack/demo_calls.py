@@ -103,12 +103,32 @@ def main() -> None:
         )
     )
 
+    print(f"\n== POST /connections/{args.slow_connection}/run_async, then POST /cancel_task")
+    task = check(client.post(f"/connections/{args.slow_connection}/run_async"))["task_id"]
+    print(f"task_id={task}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        single = check(client.get(f"/task_status/{task}"))
+        records = (single.get("progress") or {}).get("records_extracted") or 0
+        print(f"  status={single['status']:<9} records so far={records}")
+        if single["status"] == "running" and records > 0:
+            break
+        time.sleep(2)
+    print("  " + check(client.post(f"/cancel_task/{task}"))["message"])
+    while time.monotonic() < deadline:
+        single = check(client.get(f"/task_status/{task}"))
+        if not single["active"]:
+            break
+        time.sleep(1)
+    print(table([single], ["task_id", "status", "canceled", "phase", "error"]))
+    cancelled = single["status"] == "cancelled"
+
     print("\n== GET /history?limit=10")
     history = check(client.get("/history", params={"limit": 10}))
     columns = ["run_id", "connection", "status", "success", "rows_inserted", "duration_ms", "error"]
     print(table(history, columns))
 
-    ok = bool(result.get("success")) and status.get("status") == "finished"
+    ok = bool(result.get("success")) and status.get("status") == "finished" and cancelled
     kubectl = "kubectl"
     if args.mode == "local":
         kubectl = "KUBECONFIG=.cluster/kubeconfig ~/.cache/datapipelines/bin/kubernetes-*/kubectl"
