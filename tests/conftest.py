@@ -7,4 +7,5 @@ from tests.support.cluster import (  # noqa: F401
     pytest_collection_finish,
 )
 from tests.support.http_source import *  # noqa: F403
+from tests.support.kube import crds  # noqa: F401
 from tests.support.postgres import *  # noqa: F403

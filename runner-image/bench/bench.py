@@ -32,7 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "runner-image")]
 
 from datapipelines.runner.demo_source import DemoState, make_server  # noqa: E402
-from tests.support.postgres import PostgresServer, free_port  # noqa: E402
+from tests.support.http_source import demo_source_spec  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
 
 PY = sys.executable
 RUNNER = [str(Path(PY).parent / "datapipelines-runner")]
@@ -114,25 +116,7 @@ def spec(url: str, destination: dict, schema: str) -> dict:
     return {
         "type": "rest_api",
         "schemaName": schema,
-        "source": {
-            "restApi": {
-                "baseUrl": url,
-                "resources": [
-                    {
-                        "name": "items",
-                        "endpoint": {
-                            "path": "items",
-                            "params": {"page_size": PAGE},
-                            "paginator": {
-                                "type": "page_number",
-                                "base_page": 1,
-                                "total_path": "total_pages",
-                            },
-                        },
-                    }
-                ],
-            }
-        },
+        "source": demo_source_spec(url, PAGE, primary_key=None),
         "destination": destination,
     }
 

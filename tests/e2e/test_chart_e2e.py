@@ -14,18 +14,12 @@ import httpx
 import pytest
 
 from datapipelines.runner.demo_source import DemoState
-from tests.integration.api.apikit import (
-    apply_crds,
-    connection,
-    demo_source_spec,
-    free_port,
-    get_obj,
-    kubectl_apply,
-    wait_for,
-)
 from tests.support.cluster import API_SERVER, KUBECONFIG, kubectl
-from tests.support.http_source import HttpSource, serve_demo_source
+from tests.support.http_source import HttpSource, demo_source_spec, serve_demo_source
+from tests.support.kube import connection, delete_namespace, get_obj, kubectl_apply
+from tests.support.processes import free_port
 from tests.support.tools import REPO_ROOT, helm_binary
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.pods]
 
@@ -47,12 +41,11 @@ def source() -> Iterator[HttpSource]:
 
 
 @pytest.fixture(scope="module")
-def release(kubeconfig: Path, images: Any) -> Iterator[dict[str, Any]]:
-    apply_crds()
+def release(kubeconfig: Path, images: Any, crds: None) -> Iterator[dict[str, Any]]:
     ns = f"e2e-chart-{uuid.uuid4().hex[:6]}"
     api_port, health_port, metrics_port = free_port(), free_port(), free_port()
     values = [
-        "crds.install=false",  # cluster-wide CRDs are applied from crds/ above
+        "crds.install=false",  # cluster-wide CRDs: the `crds` fixture applied crds/
         "hostNetwork=true",
         f"kubeApiServer={API_SERVER}",
         f"api.port={api_port}",
@@ -97,7 +90,7 @@ def release(kubeconfig: Path, images: Any) -> Iterator[dict[str, Any]]:
             ],
             capture_output=True,
         )
-        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        delete_namespace(ns)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ and the locally built base image (never pulled: imagePullPolicy Never).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,8 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from tests.support.cluster import API_SERVER, APP_IMAGE, BASE_IMAGE, NODE_NAME, RUNNER_IMAGE
+from tests.support.kube import create_namespace, delete_namespace
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.cluster,
@@ -35,34 +34,11 @@ async def api(kubeconfig: Path) -> AsyncIterator[client.ApiClient]:
         await api_client.close()
 
 
-async def wait_until(
-    what: str, probe: Callable[[], Awaitable[Any]], within: float = 180, every: float = 0.5
-) -> Any:
-    """Poll `probe` until it returns something truthy; fail with `what` after `within` s."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(every)
-    pytest.fail(f"timed out after {within:.0f} s waiting for {what} (last: {last!r})")
-
-
 @pytest.fixture
-async def namespace(api: client.ApiClient) -> AsyncIterator[str]:
-    core = client.CoreV1Api(api)
-    name = f"cluster-test-{uuid.uuid4().hex[:8]}"
-    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-
-    async def default_sa() -> bool:
-        sas = await core.list_namespaced_service_account(name)
-        return any(sa.metadata.name == "default" for sa in sas.items)
-
-    # the ServiceAccount admission refuses pods until the controller made `default`
-    await wait_until("the namespace's default ServiceAccount", default_sa, within=60)
+def namespace(kubeconfig: Path) -> Iterator[str]:
+    name = create_namespace("cluster-test")
     yield name
-    await core.delete_namespace(name, propagation_policy="Background")
+    delete_namespace(name)
 
 
 def job_manifest(
@@ -128,7 +104,7 @@ async def run_job(
     async def finished() -> str | None:
         return await job_condition(batch, ns, name)
 
-    outcome = await wait_until(f"Job {ns}/{name} to finish", finished, within=within)
+    outcome = await wait_until(finished, within, what=f"Job {ns}/{name} to finish")
     return outcome, await batch.read_namespaced_job_status(name, ns)
 
 
@@ -195,14 +171,14 @@ async def test_deleting_a_job_deletes_its_pods(api: client.ApiClient, namespace:
         pods = await job_pods(core, namespace, "sleeper")
         return any(p.status.phase == "Running" for p in pods)
 
-    await wait_until("the sleeper pod to run", running)
+    await wait_until(running, 180, what="the sleeper pod to run")
     await batch.delete_namespaced_job("sleeper", namespace, propagation_policy="Background")
 
     async def pods_gone() -> bool:
         return not await job_pods(core, namespace, "sleeper")
 
     # the garbage collector deletes the pods owned by the deleted Job; the kubelet kills them
-    await wait_until("the garbage collector to delete the Job's pods", pods_gone, within=120)
+    await wait_until(pods_gone, 120, what="the garbage collector to delete the Job's pods")
 
 
 TOKEN_PROBE = """

@@ -4,6 +4,7 @@
         http_source.state.records = 500          # change what it serves, any time
         http_source.state.fail_from_page = 3     # HTTP 500 from page 3 on
         url = http_source.url                     # http://127.0.0.1:<port>/
+        source = demo_source_spec(url)            # a connection's `source` reading it
 
 The server runs in a thread of the test process, on a free port; one per test.
 """
@@ -13,12 +14,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from datapipelines.runner.demo_source import DemoState, make_server
 
-__all__ = ["HttpSource", "http_source", "serve_demo_source"]
+__all__ = ["HttpSource", "demo_source_spec", "http_source", "serve_demo_source"]
 
 
 @dataclass
@@ -58,3 +60,20 @@ class serve_demo_source:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def demo_source_spec(
+    url: str, page_size: int = 100, primary_key: str | None = "id"
+) -> dict[str, Any]:
+    """A PipelineConnection `source`: rest_api reading every page of the demo source at `url`."""
+    resource: dict[str, Any] = {
+        "name": "items",
+        "endpoint": {
+            "path": "items",
+            "params": {"page_size": page_size},
+            "paginator": {"type": "page_number", "base_page": 1, "total_path": "total_pages"},
+        },
+    }
+    if primary_key is not None:
+        resource["primary_key"] = primary_key
+    return {"restApi": {"baseUrl": url, "resources": [resource]}}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,17 +26,13 @@ from typing import Any
 
 import pytest
 
-__all__ = ["PostgresServer", "free_port", "postgres_server"]
+from tests.support.processes import free_port
+
+__all__ = ["PostgresServer", "postgres_server"]
 
 PG_VERSIONS = ("17", "16", "15")
 SUPERUSER = "postgres"
 PASSWORD = "test-secret-pw"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pg_bin_dir() -> Path:

@@ -1,25 +1,13 @@
-"""Fixtures of the API's integration tests (helpers: apikit.py)."""
+"""Fixtures of the API's integration tests (helpers: apikit.py and tests/support/)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.api.apikit import (
-    API_KEY,
-    OLD_API_KEY,
-    ApiServer,
-    apply_crds,
-    create_namespace,
-    delete_namespace,
-)
-
-
-@pytest.fixture(scope="session")
-def crds(kubeconfig: Path) -> None:
-    apply_crds()
+from tests.integration.api.apikit import API_KEY, OLD_API_KEY, ApiServer
+from tests.support.kube import create_namespace, delete_namespace
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.api.apikit import (
-    API_KEY,
-    OLD_API_KEY,
-    ApiServer,
-    connection,
-    free_port,
-    get_obj,
-    kubectl_apply,
-    kubectl_json,
-    patch_status,
-    wait_for,
-)
+from tests.integration.api.apikit import API_KEY, OLD_API_KEY, ApiServer, patch_status
 from tests.support.cluster import kubectl
+from tests.support.kube import connection, get_obj, kubectl_apply, kubectl_json
+from tests.support.processes import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -398,7 +390,7 @@ def test_api_restart_keeps_tasks(namespace: str, conns: list[str]) -> None:
             ],
             "the synchronous request's run",
         )[0]
-    first.stop(kill=True)
+    first.kill()
     sync_thread.join(30)
     assert "error" in outcome, outcome  # the client lost its answer, not the run
     second = ApiServer(namespace, key=API_KEY)

@@ -13,21 +13,19 @@ import httpx
 import pytest
 
 from datapipelines.runner.demo_source import DemoState
-from tests.integration.api.apikit import (
-    API_KEY,
-    ApiServer,
-    Operator,
+from tests.integration.api.apikit import API_KEY, ApiServer
+from tests.support.cluster import kubectl
+from tests.support.http_source import HttpSource, demo_source_spec, serve_demo_source
+from tests.support.kube import (
     connection,
     create_namespace,
     delete_namespace,
-    demo_source_spec,
     get_obj,
     kubectl_apply,
-    wait_for,
 )
-from tests.support.cluster import kubectl
-from tests.support.http_source import HttpSource, serve_demo_source
 from tests.support.postgres import PostgresServer
+from tests.support.processes import OperatorProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.pods, pytest.mark.postgres]
 
@@ -38,7 +36,7 @@ RUN_TIMEOUT = 240  # a runner pod on a busy 2-core machine
 class Env:
     ns: str
     api: ApiServer
-    operator: Operator
+    operator: OperatorProcess
     fast: HttpSource
     slow: HttpSource
     archive: PostgresServer
@@ -64,7 +62,7 @@ def env(crds: None, images: object, postgres_server: PostgresServer) -> Iterator
                 connection("p-slow", ns, enabled=False, source=demo_source_spec(slow.url)),
             ]
         )
-        operator = Operator(ns, history_dsn=dsn)
+        operator = OperatorProcess(ns, DATAPIPELINES_HISTORY_DSN=dsn)
         api = ApiServer(ns, key=API_KEY, history_dsn=dsn)
         operator.start()
         api.start()
@@ -162,7 +160,7 @@ def test_api_restart_while_a_run_goes_on(env: Env) -> None:
             timeout=RUN_TIMEOUT,
             every=1,
         )
-    env.api.stop(kill=True)
+    env.api.kill()
     env.api.start()  # same port, same namespace, nothing remembered in memory
     env.api.wait_healthy()
     with env.client() as c:

@@ -17,16 +17,9 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
-from tests.integration.api.apikit import (
-    API_KEY,
-    ApiServer,
-    connection,
-    create_namespace,
-    delete_namespace,
-    kubectl_apply,
-    patch_status,
-    wait_for,
-)
+from tests.integration.api.apikit import API_KEY, ApiServer, patch_status
+from tests.support.kube import connection, create_namespace, delete_namespace, kubectl_apply
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -1,39 +1,34 @@
-"""Fixtures of the operator's integration tests (helpers: opcluster.py).
+"""Fixtures of the operator's integration tests (helpers: opcluster.py and tests/support/).
 
-The cluster comes from tests/support (`kubeconfig`); every test gets a fresh namespace with
-the runner's ServiceAccount and its own `datapipelines-operator` subprocess.
+The cluster comes from tests/support (`kubeconfig`, `crds`); every test gets a fresh namespace
+with the runner's ServiceAccount and its own `datapipelines-operator` subprocess.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from datapipelines.operator.kube import Kube
-from tests.integration.operator.opcluster import (
-    Cluster,
-    OperatorProcess,
-    apply_crds,
-    delete_namespace,
-    make_namespace,
-)
+from tests.integration.operator.opcluster import Cluster
+from tests.support.kube import create_namespace, delete_namespace
+from tests.support.processes import OperatorProcess
 
 
 @pytest.fixture(scope="session")
-async def kube(kubeconfig: Path) -> AsyncIterator[Kube]:
+async def kube(kubeconfig: Path, crds: None) -> AsyncIterator[Kube]:
     client = await Kube.connect(str(kubeconfig))
-    await apply_crds(client)
     yield client
     await client.close()
 
 
 @pytest.fixture
-async def namespace(kube: Kube) -> AsyncIterator[str]:
-    name = await make_namespace(kube)
+def namespace(crds: None) -> Iterator[str]:
+    name = create_namespace("dp-op")
     yield name
-    await delete_namespace(kube, name)
+    delete_namespace(name)
 
 
 @pytest.fixture
@@ -48,7 +43,7 @@ def operator_factory(
     made: list[OperatorProcess] = []
 
     def factory(**env: str) -> OperatorProcess:
-        op = OperatorProcess(kubeconfig, namespace, tmp_path, **env)
+        op = OperatorProcess(namespace, kubeconfig=kubeconfig, log_dir=tmp_path, **env)
         made.append(op)
         return op
 

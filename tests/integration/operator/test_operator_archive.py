@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from datapipelines.resources import history
-from tests.integration.operator.opcluster import Cluster, OperatorProcess, wait_for
+from tests.integration.operator.opcluster import Cluster
+from tests.support.processes import OperatorProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.asyncio(loop_scope="session")]
 
@@ -30,7 +32,7 @@ async def test_finished_runs_are_archived_beyond_retention(
     await cluster.run("demo-a", "demo")
     await cluster.wait_phase("demo-a", "Running")
     await cluster.run("demo-b", "demo")  # Forbid: fails at once, then retention deletes it
-    await wait_for(lambda: _gone(cluster, "demo-b"), 30, what="demo-b failed and deleted")
+    await wait_until(lambda: _gone(cluster, "demo-b"), 30, what="demo-b failed and deleted")
     await cluster.delete_job("demo-a")  # demo-a fails (JobDeleted)
 
     async def archived() -> list[tuple[Any, ...]] | None:
@@ -41,7 +43,7 @@ async def test_finished_runs_are_archived_beyond_retention(
         )
         return rows if len(rows) == 2 else None
 
-    rows = await wait_for(archived, 60, what="two archived runs")
+    rows = await wait_until(archived, 60, what="two archived runs")
     (a, b) = rows
     assert a[:5] == ("demo-a", cluster.ns, "demo", "Failed", False) and a[5].startswith(
         "JobDeleted"
@@ -52,4 +54,4 @@ async def test_finished_runs_are_archived_beyond_retention(
     async def all_deleted() -> bool:
         return not await cluster.runs()
 
-    await wait_for(all_deleted, 30, what="historyLimit 0 deletes finished runs")
+    await wait_until(all_deleted, 30, what="historyLimit 0 deletes finished runs")

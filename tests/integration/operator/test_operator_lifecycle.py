@@ -13,7 +13,9 @@ from collections.abc import Callable
 import pytest
 
 from datapipelines.resources import CONNECTION_PLURAL
-from tests.integration.operator.opcluster import Cluster, OperatorProcess, wait_for
+from tests.integration.operator.opcluster import Cluster
+from tests.support.processes import OperatorProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
 
@@ -45,7 +47,7 @@ async def test_run_becomes_exactly_one_job(cluster: Cluster, operator: OperatorP
         conn = await cluster.get_connection("demo")
         return conn if (conn.get("status") or {}).get("activeRuns") == ["demo-r1"] else None
 
-    conn = await wait_for(active, 10, what="activeRuns of the connection")
+    conn = await wait_until(active, 10, what="activeRuns of the connection")
     ready = next(c for c in conn["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
     reasons = {e["reason"] for e in await cluster.events("demo-r1")}
@@ -78,7 +80,7 @@ async def test_queue_keeps_order_and_cancel(cluster: Cluster, operator: Operator
     await cluster.cancel_run("demo-1")
     run1 = await cluster.wait_phase("demo-1", "Cancelled")
     assert run1["status"]["completionTime"]
-    await wait_for(lambda: _gone(cluster, "demo-1"), 30, what="Job demo-1 deleted")
+    await wait_until(lambda: _gone(cluster, "demo-1"), 30, what="Job demo-1 deleted")
     await cluster.wait_phase("demo-2", "Running")
     assert await cluster.phase("demo-3") == "Queued"
 
@@ -153,7 +155,7 @@ async def test_run_of_invalid_connection_fails(cluster: Cluster, operator: Opera
         ready = conds.get("Ready")
         return ready if ready and ready["status"] == "False" else None
 
-    ready = await wait_for(not_ready, 30, what="Ready False")
+    ready = await wait_until(not_ready, 30, what="Ready False")
     assert ready["reason"] == "InvalidTimeZone" and "Mars/Olympus" in ready["message"]
     await cluster.run("demo-1", "demo")
     run = await cluster.wait_phase("demo-1", "Failed")
@@ -182,7 +184,7 @@ async def test_retention_keeps_history_limit_never_active(
         names = sorted(r["metadata"]["name"] for r in await cluster.runs())
         return names if names == ["demo-a", "demo-c"] else None
 
-    await wait_for(retained, 30, what="demo-b deleted by retention")
+    await wait_until(retained, 30, what="demo-b deleted by retention")
     assert await cluster.phase("demo-a") == "Running"
 
 
@@ -193,7 +195,7 @@ async def test_schedule_tick_makes_one_run(cluster: Cluster, operator: OperatorP
         runs = [r for r in await cluster.runs() if r["spec"].get("trigger") == "schedule"]
         return runs or None
 
-    (run,) = await wait_for(scheduled, 90, interval=1, what="a scheduled run")
+    (run,) = await wait_until(scheduled, 90, interval=1, what="a scheduled run")
     tick = run["spec"]["scheduledTime"]
     assert run["metadata"]["name"].startswith("sched-")
     conn = await cluster.get_connection("sched")
@@ -221,14 +223,14 @@ async def test_batch_runs_in_order_and_cancel_stops_it(
         status = batch.get("status") or {}
         return status if status.get("current") == conn else None
 
-    status = await wait_for(lambda: current("b"), 30, what="batch current b")
+    status = await wait_until(lambda: current("b"), 30, what="batch current b")
     assert status["state"] == "running" and status["completed"] == []
     first = status["runs"][0]["runName"]
     await cluster.wait_phase(first, "Running")
     assert [r["spec"]["connectionName"] for r in await cluster.runs()] == ["b"]
 
     await cluster.delete_job(first)  # b ends (Failed): the batch moves on to a
-    status = await wait_for(lambda: current("a"), 30, what="batch current a")
+    status = await wait_until(lambda: current("a"), 30, what="batch current a")
     assert status["completed"] == ["b"]
     second = next(r["runName"] for r in status["runs"] if r["connection"] == "a")
     run = await cluster.wait_phase(second, "Running")
@@ -243,7 +245,7 @@ async def test_batch_runs_in_order_and_cancel_stops_it(
         status = batch.get("status") or {}
         return status if status.get("state") == "cancelled" else None
 
-    status = await wait_for(cancelled, 30, what="batch cancelled")
+    status = await wait_until(cancelled, 30, what="batch cancelled")
     assert status["completed"] == ["b", "a"] and status.get("current") is None
     assert status["finishedAt"]
     await asyncio.sleep(3)
@@ -265,7 +267,7 @@ async def test_two_replicas_only_the_lease_holder_acts(
     async def standing_by() -> bool:
         return "standing by" in second.logs()
 
-    await wait_for(standing_by, 20, what="replica-b standing by")
+    await wait_until(standing_by, 20, what="replica-b standing by")
     assert "run " not in second.logs().split("standing by", 1)[1]
 
     first.kill()  # a crash: no release; the standby takes over after the lease duration

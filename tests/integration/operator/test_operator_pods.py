@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.operator.opcluster import Cluster, OperatorProcess, wait_for
+from tests.integration.operator.opcluster import Cluster
 from tests.support.http_source import HttpSource
+from tests.support.processes import OperatorProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.pods, pytest.mark.asyncio(loop_scope="session")]
 
@@ -70,7 +72,7 @@ async def test_retry_succeeds_after_a_failed_attempt(
         job = await cluster.job("demo-retry")
         return int(((job or {}).get("status") or {}).get("failed") or 0) >= 1
 
-    await wait_for(first_attempt_failed, 240, interval=1, what="the first attempt failing")
+    await wait_until(first_attempt_failed, 240, interval=1, what="the first attempt failing")
     http_source.state.fail_from_page = None  # the source recovers before the next attempt
     run = await cluster.wait_phase("demo-retry", "Succeeded", "Failed", seconds=240)
     status = run["status"]
@@ -93,7 +95,7 @@ async def test_cancel_a_running_run(
     async def fetching() -> bool:
         return bool(http_source.item_requests())
 
-    await wait_for(fetching, 180, what="the runner fetching pages")
+    await wait_until(fetching, 180, what="the runner fetching pages")
     await cluster.cancel_run("demo-slow")
     run = await cluster.wait_phase("demo-slow", "Cancelled", seconds=60)
     assert run["status"]["result"]["success"] is False
@@ -102,7 +104,7 @@ async def test_cancel_a_running_run(
     async def pods_gone() -> bool:
         return not await cluster.kube.pods_of_run(cluster.ns, "demo-slow")
 
-    await wait_for(pods_gone, 90, what="runner pods deleted")
+    await wait_until(pods_gone, 90, what="runner pods deleted")
 
 
 async def test_batch_runs_connections_one_after_another(
@@ -118,7 +120,7 @@ async def test_batch_runs_connections_one_after_another(
         status = batch.get("status") or {}
         return status if status.get("state") == "finished" else None
 
-    status = await wait_for(finished, 400, interval=2, what="batch finished")
+    status = await wait_until(finished, 400, interval=2, what="batch finished")
     assert status["completed"] == ["second", "first"]
     assert [r["phase"] for r in status["runs"]] == ["Succeeded", "Succeeded"]
     runs = {r["connection"]: await cluster.get_run(r["runName"]) for r in status["runs"]}
@@ -138,7 +140,7 @@ async def test_operator_killed_mid_run_catches_up(
     async def fetching() -> bool:
         return bool(http_source.item_requests())
 
-    await wait_for(fetching, 180, what="the runner fetching pages")
+    await wait_until(fetching, 180, what="the runner fetching pages")
     operator.kill()
 
     async def job_done() -> bool:
@@ -146,7 +148,7 @@ async def test_operator_killed_mid_run_catches_up(
         conds = (job or {}).get("status", {}).get("conditions") or []
         return any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conds)
 
-    await wait_for(job_done, 240, interval=2, what="the Job finishing while the operator is down")
+    await wait_until(job_done, 240, interval=2, what="the Job finishing while the operator is down")
     assert await cluster.phase("demo-k") == "Running"
     operator.start()
     run = await cluster.wait_phase("demo-k", "Succeeded", "Failed", seconds=60)

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from tests.integration.runner.runnerkit import postgres_destination, rest_spec
-from tests.support.postgres import PostgresServer, free_port
+from tests.support.postgres import PostgresServer
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.postgres
 

@@ -107,7 +107,7 @@ def test_failing_apiserver_never_fails_the_sync(http_source, runner, tmp_path):
 
 
 def test_unreachable_apiserver_never_fails_the_sync(http_source, runner, tmp_path):
-    from tests.support.postgres import free_port
+    from tests.support.processes import free_port
 
     spec = rest_spec(http_source.url, duckdb_destination(tmp_path / "p.duckdb"))
     outcome = runner.run(

@@ -155,7 +155,7 @@ def test_wrong_source_token_is_bad_credentials(http_source, runner, tmp_path: Pa
 
 
 def test_source_unreachable(runner, tmp_path: Path) -> None:
-    from tests.support.postgres import free_port
+    from tests.support.processes import free_port
 
     url = f"http://127.0.0.1:{free_port()}/"
     outcome = runner.run(rest_spec(url, duckdb_destination(tmp_path / "x.duckdb")))
