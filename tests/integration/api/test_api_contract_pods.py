@@ -89,6 +89,15 @@ def _finished(c: httpx.Client, task_id: str) -> dict:
     )
 
 
+def _running(c: httpx.Client, task_id: str) -> None:
+    wait_for(
+        lambda: c.get(f"/task_status/{task_id}").json()["status"] == "running",
+        f"task {task_id} to be running",
+        timeout=RUN_TIMEOUT,
+        every=1,
+    )
+
+
 def test_sync_run_with_a_real_pod(env: Env) -> None:
     with env.client() as c:
         resp = c.post("/connections/p-fast/run", params={"include_report": "true"})
@@ -123,12 +132,7 @@ def test_failing_source_answers_200_with_success_false(env: Env) -> None:
 def test_cancel_a_running_run(env: Env) -> None:
     with env.client() as c:
         run_id = c.post("/connections/p-slow/run_async").json()["task_id"]
-        wait_for(
-            lambda: c.get(f"/task_status/{run_id}").json()["status"] == "running",
-            "the run to be running",
-            timeout=RUN_TIMEOUT,
-            every=1,
-        )
+        _running(c, run_id)
         assert c.post("/connections/p-slow/run_async").status_code == 409
         resp = c.post(f"/cancel_task/{run_id}")
         assert resp.status_code == 200, resp.text
@@ -154,12 +158,7 @@ def test_run_selected_runs_the_enabled_connections(env: Env) -> None:
 def test_api_restart_while_a_run_goes_on(env: Env) -> None:
     with env.client() as c:
         run_id = c.post("/connections/p-slow/run_async").json()["task_id"]
-        wait_for(
-            lambda: c.get(f"/task_status/{run_id}").json()["status"] == "running",
-            "the run to be running",
-            timeout=RUN_TIMEOUT,
-            every=1,
-        )
+        _running(c, run_id)
     env.api.kill()
     env.api.start()  # same port, same namespace, nothing remembered in memory
     env.api.wait_healthy()
