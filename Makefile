@@ -24,7 +24,7 @@ venv: $(STAMP) ## create .venv with the project and its dev tools
 lint: venv ## ruff over the whole tree, mypy over the packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy operator/datapipelines api/datapipelines runner-image/datapipelines
+	$(VENV)/bin/mypy resources/datapipelines operator/datapipelines api/datapipelines runner-image/datapipelines
 
 .PHONY: unit
 unit: venv ## unit tests (no cluster)
@@ -34,6 +34,11 @@ unit: venv ## unit tests (no cluster)
 test: venv ## everything: lint, unit, integration and end-to-end (starts what it needs)
 	$(MAKE) lint
 	$(PY) -m pytest tests
+
+.PHONY: crds
+crds: venv ## regenerate crds/ and the chart's copy from the typed models
+	$(PY) -m datapipelines.resources.crdgen --write crds
+	$(PY) -m datapipelines.resources.crdgen --write deploy/helm/datapipelines/files/crds
 
 .PHONY: fmt
 fmt: venv ## format the code

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build (once) and cache the cluster binaries from the Go module proxy:
-#   etcd 3.5.x, kube-apiserver/-controller-manager/-scheduler, kubelet, kubectl (v1.33.x), helm v3.
+#   etcd 3.5.x, kube-apiserver/-controller-manager/-scheduler, kubelet, kubectl (v1.33.x), helm v3,
+#   kwok (fake nodes for the scale harness; built only when asked for or with no argument).
 # Cached under ~/.cache/datapipelines/bin/<component>-<version>/ ; a second run skips what exists.
-# Usage: hack/build-binaries.sh [etcd|kubernetes|helm]...   (default: all)
+# Usage: hack/build-binaries.sh [etcd|kubernetes|helm|kwok]...   (default: all)
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.sh
@@ -98,10 +99,22 @@ build_helm() {
   log "helm built in $((SECONDS - t0)) s"
 }
 
-what=("$@"); ((${#what[@]})) || what=(etcd kubernetes helm)
+build_kwok() {
+  if have_all "$KWOK_BIN" kwok; then log "kwok $KWOK_VERSION cached"; return; fi
+  local t0=$SECONDS
+  log "building kwok $KWOK_VERSION"
+  mkdir -p "$KWOK_BIN"
+  # plain `go install` (no replace lines); kwok's own release script sets the version the same way
+  GOBIN="$KWOK_BIN" CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  log "kwok built in $((SECONDS - t0)) s"
+}
+
+what=("$@"); ((${#what[@]})) || what=(etcd kubernetes helm kwok)
 T0=$SECONDS
 for w in "${what[@]}"; do
-  case "$w" in etcd | kubernetes | helm) ;; *) log "unknown component $w"; exit 2 ;; esac
+  case "$w" in etcd | kubernetes | helm | kwok) ;; *) log "unknown component $w"; exit 2 ;; esac
   # one build per component at a time (test sessions may ask concurrently); the second waits
   (
     exec 9>"$DP_CACHE/build-$w.lock"

@@ -12,18 +12,15 @@ set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
 source "$HACK/versions.sh"
+# shellcheck source=layout.sh
+source "$HACK/layout.sh"
 
-STATE="$ROOT/.cluster"
-PKI="$STATE/pki"
-LOGS="$STATE/logs"
-PIDS="$STATE/pids"
-KUBECONFIG_ADMIN="$STATE/kubeconfig"
 CTRD_DIR="$STATE/containerd"
 CTRD_SOCK="$CTRD_DIR/containerd.sock"
 NODE_NAME="${DP_NODE_NAME:-datapipelines-node}"
 # Ports (all on 127.0.0.1). Overridable only to run a second, throw-away cluster beside the
 # usual one (e.g. to test these scripts from another checkout while others use the cluster).
-API_PORT="${DP_API_PORT:-6443}"
+# API_PORT (DP_API_PORT) is in layout.sh
 ETCD_PORT="${DP_ETCD_PORT:-2379}" # peer = +1, metrics = +2
 KUBELET_PORT="${DP_KUBELET_PORT:-10250}"
 KUBELET_HEALTHZ_PORT="${DP_KUBELET_HEALTHZ_PORT:-10248}"
@@ -31,7 +28,6 @@ CM_PORT="${DP_CONTROLLER_MANAGER_PORT:-10257}"
 SCHED_PORT="${DP_SCHEDULER_PORT:-10259}"
 # cgroup (v1, cgroupfs driver) parent of the kubelet's kubepods hierarchy
 CGROUP_ROOT="${DP_CGROUP_ROOT:-/}"
-API_URL="https://127.0.0.1:$API_PORT"
 SERVICE_CIDR="10.96.0.0/24" # allocation only: there is no kube-proxy, nothing routes to it
 PAUSE_IMAGE="${PAUSE_IMAGE:-localhost/pause:3.10-dp}"
 # start order; `down` goes in reverse
@@ -132,28 +128,9 @@ gen_pki() {
   )
 }
 
-# kubeconfig FILE CERTNAME
-write_kubeconfig() {
-  local file=$1 name=$2 b64="base64 -w0"
-  cat >"$file" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: datapipelines-local
-  cluster:
-    server: $API_URL
-    certificate-authority-data: $($b64 <"$PKI/ca.crt")
-users:
-- name: $name
-  user:
-    client-certificate-data: $($b64 <"$PKI/$name.crt")
-    client-key-data: $($b64 <"$PKI/$name.key")
-contexts:
-- name: datapipelines-local
-  context: {cluster: datapipelines-local, user: $name, namespace: default}
-current-context: datapipelines-local
-EOF
-  chmod 600 "$file"
+# kubeconfig FILE CERTNAME: the cert pair $PKI/CERTNAME.{crt,key}
+write_cluster_kubeconfig() {
+  write_kubeconfig "$1" "$2" "$PKI/$2.crt" "$PKI/$2.key"
 }
 
 # ---------------------------------------------------------------- components
@@ -207,6 +184,7 @@ start_controller_manager() {
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" --allocate-node-cidrs=false \
+    --kube-api-qps=200 --kube-api-burst=400 --concurrent-job-syncs=20 \
     --leader-elect=false --profiling=false --v=1
 }
 
@@ -405,10 +383,10 @@ cmd_up() {
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   mkdir -p "$STATE" "$LOGS" "$PIDS"
   gen_pki
-  write_kubeconfig "$KUBECONFIG_ADMIN" admin
-  write_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
-  write_kubeconfig "$STATE/scheduler.kubeconfig" scheduler
-  write_kubeconfig "$STATE/kubelet.kubeconfig" kubelet
+  write_cluster_kubeconfig "$KUBECONFIG_ADMIN" admin
+  write_cluster_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
+  write_cluster_kubeconfig "$STATE/scheduler.kubeconfig" scheduler
+  write_cluster_kubeconfig "$STATE/kubelet.kubeconfig" kubelet
 
   start_etcd
   start_apiserver
@@ -535,6 +513,7 @@ cmd_down() {
     log "no cluster state at $STATE"
     return
   fi
+  stop_pids kwok # hack/kwok.sh's fake-node controller, when it runs (its pid is recorded here too)
   stop_pids kubelet
   stop_containers
   stop_pids containerd kube-scheduler kube-controller-manager

@@ -95,6 +95,11 @@ up() {
     kind load docker-image --name datapipelines localhost/datapipelines:dev localhost/datapipelines-runner:dev
   fi
   k create namespace "$NS" --dry-run=client -o yaml | k apply -f - >/dev/null
+  # Pod Security: the demo's pods use the node's network (no kube-proxy here), which only the
+  # privileged level allows; warn and audit at restricted show that nothing else would fail.
+  # On a real cluster (hostNetwork=false) label it enforce=restricted (docs/security.md).
+  k label --overwrite namespace "$NS" pod-security.kubernetes.io/enforce=privileged \
+    pod-security.kubernetes.io/warn=restricted pod-security.kubernetes.io/audit=restricted >/dev/null
 
   # The API key lives in a Secret the chart is pointed at (api.existingSecret).
   local key; key="$(api_key)"
@@ -117,20 +122,24 @@ up() {
   local app_id runner_id
   app_id="$(docker image inspect -f '{{.Id}}' localhost/datapipelines:dev | cut -c8-19)"
   runner_id="$(docker image inspect -f '{{.Id}}' localhost/datapipelines-runner:dev | cut -c8-19)"
+  # The warehouse volume: a PersistentVolume on a node directory the runner (uid 10001) can
+  # write (<dir>/<namespace>), so the DuckDB data outlives every pod.
+  if [[ "$MODE" == local ]]; then
+    mkdir -p "$WAREHOUSE_DIR/$NS" && chown 10001:10001 "$WAREHOUSE_DIR/$NS"
+  else
+    docker exec datapipelines-control-plane sh -c \
+      "mkdir -p $WAREHOUSE_DIR/$NS && chown 10001:10001 $WAREHOUSE_DIR/$NS"
+  fi
   log "helm upgrade --install $RELEASE"
   "$HELM" upgrade --install "$RELEASE" "$ROOT/deploy/helm/datapipelines" -n "$NS" \
     --set hostNetwork=true --set kubeApiServer="$api_server" \
+    --set warehouse.persistence.hostPath="$WAREHOUSE_DIR" \
     --set api.existingSecret=datapipelines-demo-api-key --set logFormat=text \
     --set-string "operator.podAnnotations.datapipelines\.io/image-id=$app_id" \
     --set-string "api.podAnnotations.datapipelines\.io/image-id=$app_id" \
     --wait --timeout 5m >/dev/null
 
-  # The DuckDB warehouse: a node directory the runner (uid 10001) can write.
-  if [[ "$MODE" == local ]]; then
-    mkdir -p "$WAREHOUSE_DIR" && chown 10001:10001 "$WAREHOUSE_DIR"
-  else
-    docker exec datapipelines-control-plane sh -c "mkdir -p $WAREHOUSE_DIR && chown 10001:10001 $WAREHOUSE_DIR"
-  fi
+
   [[ "$MODE" == local ]] && start_postgres
   k -n "$NS" apply -f "$ROOT/deploy/samples/" >/dev/null
   k -n "$NS" patch deploy/demo-source --type merge >/dev/null \
@@ -144,7 +153,9 @@ up() {
   fi
   log "cluster, images, chart and samples ready in $((SECONDS - t0)) s"
   DATAPIPELINES_API_KEY="$key" "$ROOT/.venv/bin/python" "$HACK/demo_calls.py" \
-    --url "$API_URL" --slow-connection "$SLOW_CONNECTION" --namespace "$NS" --mode "$MODE"
+    --url "$API_URL" --slow-connection "$SLOW_CONNECTION" --namespace "$NS" --mode "$MODE" \
+    --warehouse "$WAREHOUSE_DIR/$NS/warehouse.duckdb"
+
 }
 
 down() {

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+DEFAULT_URL = "http://127.0.0.1:8081"
+
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     cells = [
@@ -42,12 +44,58 @@ def check(response: httpx.Response) -> Any:
     return response.json()
 
 
+def cli_commands(url: str, slow: str) -> str:
+    """The same calls with the `datapipelines` CLI (it finds .cluster/api-key by itself)."""
+    cli = ".venv/bin/datapipelines" + ("" if url == DEFAULT_URL else f" --api {url}")
+    return (
+        "The same with the CLI (live progress per table; -o json for scripts):\n"
+        f"  {cli} connections\n"
+        f"  {cli} run demo-items --wait --report\n"
+        f"  {cli} run {slow}   # cancel it:\n"
+        f"  {cli} cancel <task_id>\n"
+        f"  {cli} tasks <task_id>\n"
+        f"  {cli} history --limit 25\n"
+        f"  {cli} logs <run_id>\n"
+        f"  {cli} run-all --wait\n"
+        f"\nAnd for agents, MCP over streamable HTTP: {url}/mcp with the X-API-Key header "
+        "(README: The MCP endpoint)\n"
+    )
+
+
+def show_warehouse(path: str) -> None:
+    """What the sync loaded, read from the warehouse file on the node (the data outlives the
+    runner's pod: it is on the warehouse volume)."""
+    import duckdb
+
+    print(f"\n== the data, read from the warehouse volume ({path})")
+    query = (
+        "SELECT count(*) AS rows, min(id) AS first_id, max(id) AS last_id, "
+        "max(updated_at) AS newest FROM demo_items.items"
+    )
+    print(f'  duckdb {path} "{query}"')
+    try:
+        with duckdb.connect(path, read_only=True) as con:
+            row = con.execute(query).fetchone()
+    except duckdb.Error as exc:
+        print(f"  (could not read it: {exc})")
+        return
+    assert row is not None
+    print(
+        table(
+            [dict(zip(["rows", "first_id", "last_id", "newest"], row, strict=True))],
+            ["rows", "first_id", "last_id", "newest"],
+        )
+    )
+
+
 def main() -> None:
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--url", default="http://127.0.0.1:8081")
+    parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--slow-connection", default="demo-slow")
     parser.add_argument("--namespace", default="datapipelines")
     parser.add_argument("--mode", default="local")
+    parser.add_argument("--warehouse", help="the warehouse DuckDB file on this machine")
     args = parser.parse_args()
     key = os.environ["DATAPIPELINES_API_KEY"]
     client = httpx.Client(base_url=args.url, headers={"X-API-Key": key}, timeout=900)
@@ -80,6 +128,9 @@ def main() -> None:
             "\nreport:\n"
             + "\n".join("  " + line for line in str(result["report"]).splitlines()[:20])
         )
+
+    if args.warehouse:
+        show_warehouse(args.warehouse)
 
     print("\n== POST /run_selected  (a batch of every enabled connection, asynchronous)")
     batch = check(client.post("/run_selected"))
@@ -142,8 +193,10 @@ def main() -> None:
         f'  curl -X POST -H "X-API-Key: $KEY" {url}/cancel_task/<task_id>\n'
         f'  curl -H "X-API-Key: $KEY" {url}/task_status/<task_id>\n'
         f'  curl -H "X-API-Key: $KEY" "{url}/history?limit=25"\n'
+        f'  curl -H "X-API-Key: $KEY" {url}/runs/<run_id>/logs\n'
         f"  {kubectl} -n {args.namespace} get pconn,prun,pbatch\n"
     )
+    print(cli_commands(url, slow))
     sys.exit(0 if ok else 1)
 
 

@@ -1,8 +1,11 @@
 # runner-image/runner.mk — the runner's targets (included by the root Makefile).
 
-.PHONY: bench
-bench: venv ## runner benchmark: rows/s REST -> PostgreSQL/DuckDB vs a hand-written loader
+.PHONY: bench bench-1m
+bench: venv ## runner benchmark: rows/s REST -> PostgreSQL/DuckDB vs a hand-written loader, start-up
 	$(PY) runner-image/bench/bench.py $(BENCH_ARGS)
+
+bench-1m: venv ## the benchmark plus 1,000,000 records through the runner (peak RSS; a few minutes more)
+	$(PY) runner-image/bench/bench.py --million $(BENCH_ARGS)
 
 .PHONY: runner-requirements
 runner-requirements: venv ## re-pin runner-image/requirements.txt from requirements.in

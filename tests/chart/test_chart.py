@@ -35,9 +35,9 @@ def test_chart_crds_are_exactly_the_repository_crds() -> None:
     source = sorted((REPO_ROOT / "crds").glob("*.yaml"))
     copies = sorted((CHART / "files" / "crds").glob("*.yaml"))
     assert source, "crds/ holds no CRD"
-    assert [p.name for p in source] == [p.name for p in copies], "run hack/sync-chart-crds.sh"
+    assert [p.name for p in source] == [p.name for p in copies], "run make crds"
     for src, copy in zip(source, copies, strict=True):
-        assert src.read_bytes() == copy.read_bytes(), f"{copy} differs: run hack/sync-chart-crds.sh"
+        assert src.read_bytes() == copy.read_bytes(), f"{copy} differs: run make crds"
 
 
 def test_helm_lint_is_clean(helm: Path) -> None:

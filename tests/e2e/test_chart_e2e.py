@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,10 @@ import httpx
 import pytest
 
 from datapipelines.runner.demo_source import DemoState
-from tests.support.cluster import API_SERVER, KUBECONFIG, kubectl
+from tests.support.cluster import KUBECONFIG, kubectl
 from tests.support.http_source import HttpSource, demo_source_spec, serve_demo_source
-from tests.support.kube import connection, delete_namespace, get_obj, kubectl_apply
-from tests.support.processes import free_port
+from tests.support.kube import connection, get_obj, kubectl_apply
+from tests.support.release import install_release, uninstall_release
 from tests.support.tools import REPO_ROOT, helm_binary
 from tests.support.waiting import wait_for
 
@@ -42,55 +41,16 @@ def source() -> Iterator[HttpSource]:
 
 @pytest.fixture(scope="module")
 def release(kubeconfig: Path, images: Any, crds: None) -> Iterator[dict[str, Any]]:
-    ns = f"e2e-chart-{uuid.uuid4().hex[:6]}"
-    api_port, health_port, metrics_port = free_port(), free_port(), free_port()
-    values = [
-        "crds.install=false",  # cluster-wide CRDs: the `crds` fixture applied crds/
-        "hostNetwork=true",
-        f"kubeApiServer={API_SERVER}",
-        f"api.port={api_port}",
-        f"operator.healthPort={health_port}",
-        f"operator.metricsPort={metrics_port}",
-        "logFormat=text",
-    ]
-    sets = [arg for value in values for arg in ("--set", value)]
-    helm(
-        "upgrade",
-        "--install",
-        "dp",
-        str(CHART),
-        "-n",
-        ns,
-        "--create-namespace",
-        *sets,
-        "--wait",
-        "--timeout",
-        "4m",
-    )
-    secret = kubectl(
-        "get", "secret", "dp-datapipelines-api-key", "-n", ns, "-o", "jsonpath={.data.api-key}"
-    ).stdout
-    key = base64.b64decode(secret).decode()
-    info = {"ns": ns, "port": api_port, "key": key, "sets": sets}
+    installed = install_release("e2e-chart")
     try:
-        yield info
+        yield {
+            "ns": installed.ns,
+            "port": installed.port,
+            "key": installed.key,
+            "sets": list(installed.sets),
+        }
     finally:
-        subprocess.run(
-            [
-                str(helm_binary()),
-                "--kubeconfig",
-                str(KUBECONFIG),
-                "uninstall",
-                "dp",
-                "-n",
-                ns,
-                "--wait",
-                "--timeout",
-                "2m",
-            ],
-            capture_output=True,
-        )
-        delete_namespace(ns)
+        uninstall_release(installed)
 
 
 @pytest.fixture(scope="module")

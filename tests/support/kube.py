@@ -117,6 +117,14 @@ def delete_namespace(ns: str) -> None:
     kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
+def scratch_duckdb(name: str) -> dict[str, Any]:
+    """A DuckDB destination on the pod's scratch space (lost with the pod, on purpose)."""
+    return {
+        "type": "duckdb",
+        "duckdb": {"path": f"/var/lib/datapipelines/duckdb/{name}.duckdb", "ephemeral": True},
+    }
+
+
 def connection(name: str, ns: str, **spec: Any) -> dict[str, Any]:
     """A PipelineConnection manifest: an enabled rest_api → DuckDB connection (its source
     unreachable unless `source` is given), Forbid, no retries; `spec` overrides fields."""
@@ -133,10 +141,7 @@ def connection(name: str, ns: str, **spec: Any) -> dict[str, Any]:
                 "resources": [{"name": "items", "endpoint": {"path": "items"}}],
             }
         },
-        "destination": {
-            "type": "duckdb",
-            "duckdb": {"path": f"/var/lib/datapipelines/duckdb/{name}.duckdb"},
-        },
+        "destination": scratch_duckdb(name),
     }
     body.update(spec)
     return {

@@ -22,8 +22,11 @@ from typing import Self
 
 from tests.support.cluster import API_SERVER, KUBECONFIG, RUNNER_IMAGE
 from tests.support.tools import REPO_ROOT
+from tests.support.waiting import wait_until
 
 BIN = Path(sys.executable).parent
+#: An image that does not exist and is never pulled: its pods wait, the run stays Running.
+NEVER_PULLED_REPO = "localhost/datapipelines-never-pulled"
 LOG_DIR = REPO_ROOT / ".cluster" / "test-logs"
 
 
@@ -108,9 +111,9 @@ class OperatorProcess(Process):
     """``datapipelines-operator`` watching one namespace of the local cluster.
 
     Runner pods use the locally imported runner image (never pulled) on the host network and
-    report to the apiserver at 127.0.0.1; no health or metrics port; short sync, schedule and
-    lease intervals. ``env`` adds or overrides variables; ``POD_NAME`` (the Lease identity,
-    otherwise ``test-operator-<start>``) also names the log files.
+    report to the apiserver at 127.0.0.1; no health or metrics port; short sync and lease
+    intervals, Normal events on. ``env`` adds or overrides variables; ``POD_NAME`` (the Lease
+    identity, otherwise ``test-operator-<start>``) also names the log files.
     """
 
     def __init__(
@@ -136,8 +139,12 @@ class OperatorProcess(Process):
             "DATAPIPELINES_METRICS_PORT": "0",
             "DATAPIPELINES_LOG_FORMAT": "text",
             "DATAPIPELINES_SYNC_INTERVAL_SECONDS": "5",
-            "DATAPIPELINES_SCHEDULE_INTERVAL_SECONDS": "3",
             "DATAPIPELINES_LEASE_DURATION_SECONDS": "6",
+            "DATAPIPELINES_RENEW_DEADLINE_SECONDS": "4",
+            "DATAPIPELINES_RETRY_PERIOD_SECONDS": "1",
+            "DATAPIPELINES_EVENTS": "all",
+            # images the tests name on purpose (one that is never pulled keeps a run Running)
+            "DATAPIPELINES_SANDBOX_IMAGES": NEVER_PULLED_REPO,
         }
         super().__init__(
             "datapipelines-operator", f"operator-{namespace}-{self.tag}", {**base, **env}, log_dir
@@ -145,3 +152,27 @@ class OperatorProcess(Process):
 
     def environment(self) -> dict[str, str]:
         return {"POD_NAME": f"test-{self.tag}-{self.starts}", **self.env}
+
+    def current_log(self) -> str:
+        path = self.log_path
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def in_sync(self, seconds: float = 60) -> None:
+        """Wait until this start has reconciled everything it saw at start-up."""
+        await wait_until(
+            lambda: _async(IN_SYNC in self.current_log()), seconds, what="operator in sync"
+        )
+
+    async def leading(self, seconds: float = 60) -> None:
+        """Wait until this start holds the Lease."""
+        await wait_until(
+            lambda: _async("holds Lease" in self.current_log()), seconds, what="Lease held"
+        )
+
+
+#: The line the operator logs once everything it saw at start-up is reconciled.
+IN_SYNC = "in sync: every object seen at start-up is reconciled"
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -13,11 +13,12 @@ HACK = REPO_ROOT / "hack"
 
 @cache
 def pinned_dirs() -> dict[str, Path]:
-    """KUBE_BIN, ETCD_BIN and HELM_BIN as hack/versions.sh computes them."""
-    script = f'source "{HACK}/versions.sh"; echo "$KUBE_BIN"; echo "$ETCD_BIN"; echo "$HELM_BIN"'
+    """KUBE_BIN, ETCD_BIN, HELM_BIN and KWOK_BIN as hack/versions.sh computes them."""
+    names = {"kubernetes": "KUBE_BIN", "etcd": "ETCD_BIN", "helm": "HELM_BIN", "kwok": "KWOK_BIN"}
+    script = f'source "{HACK}/versions.sh"; ' + "; ".join(f'echo "${v}"' for v in names.values())
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
-    kube, etcd, helm = out.stdout.split()
-    return {"kubernetes": Path(kube), "etcd": Path(etcd), "helm": Path(helm)}
+    lines = out.stdout.splitlines()
+    return {component: Path(line) for component, line in zip(names, lines, strict=True)}
 
 
 def ensure_built(component: str, binary: str) -> Path:
@@ -36,3 +37,8 @@ def helm_binary() -> Path:
 
 def kubectl_binary() -> Path:
     return ensure_built("kubernetes", "kubectl")
+
+
+def kwok_binary() -> Path:
+    """kwok (sigs.k8s.io/kwok), the fake-node controller hack/kwok.sh runs."""
+    return ensure_built("kwok", "kwok")

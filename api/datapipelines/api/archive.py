@@ -15,27 +15,36 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
 from datapipelines.api.errors import ArchiveUnavailable
-from datapipelines.api.mapping import LastRun, history_entry_of_row, last_run_from_archive
+from datapipelines.api.mapping import history_entry_of_row
 from datapipelines.api.models import HistoryEntryOut
 from datapipelines.resources.history import COLUMNS as _ALL_COLUMNS
-from datapipelines.resources.history import SELECT_LAST_FOR_CONNECTION_SQL, TABLE
+from datapipelines.resources.history import TABLE
 
 log = logging.getLogger(__name__)
 
 # Everything but the `result` jsonb (reports can be large; no endpoint needs them here).
 COLUMNS = ", ".join(c for c in _ALL_COLUMNS if c != "result")
-SELECT_RECENT_IN_NAMESPACE_SQL = (
-    f"SELECT {COLUMNS} FROM {TABLE} WHERE namespace = %(namespace)s "
-    "ORDER BY finished_at DESC NULLS LAST, started_at DESC NULLS LAST, run_name DESC "
-    "LIMIT %(limit)s"
+_ORDER = "ORDER BY finished_at DESC NULLS LAST, started_at DESC NULLS LAST, run_name DESC"
+SELECT_RECENT_IN_NAMESPACES_SQL = (
+    f"SELECT {COLUMNS} FROM {TABLE} WHERE namespace = ANY(%(namespaces)s) {_ORDER} LIMIT %(limit)s"
 )
+SELECT_RECENT_SQL = f"SELECT {COLUMNS} FROM {TABLE} {_ORDER} LIMIT %(limit)s"
+SELECT_LAST_OF_CONNECTION_SQL = (
+    f"SELECT {COLUMNS} FROM {TABLE} WHERE namespace = %(namespace)s AND "
+    f"connection = %(connection)s {_ORDER} LIMIT 1"
+)
+
 CONNECT_TIMEOUT_S = 5
 
 
 class HistoryArchive(Protocol):
-    async def recent(self, namespace: str, limit: int) -> list[HistoryEntryOut]: ...
+    async def recent(self, namespaces: list[str], limit: int) -> list[HistoryEntryOut]:
+        """Newest first, of ``namespaces`` ([] = all)."""
+        ...
 
-    async def last_run(self, namespace: str, connection: str) -> LastRun | None: ...
+    async def last_run(self, namespace: str, connection: str) -> dict[str, Any] | None:
+        """The newest archived row of one connection."""
+        ...
 
 
 class PostgresArchive:
@@ -59,14 +68,17 @@ class PostgresArchive:
                 f"the run history archive (PostgreSQL) cannot be read: {type(exc).__name__}"
             ) from exc
 
-    async def recent(self, namespace: str, limit: int) -> list[HistoryEntryOut]:
-        rows = await self._fetch(
-            SELECT_RECENT_IN_NAMESPACE_SQL, {"namespace": namespace, "limit": limit}
-        )
+    async def recent(self, namespaces: list[str], limit: int) -> list[HistoryEntryOut]:
+        if namespaces:
+            rows = await self._fetch(
+                SELECT_RECENT_IN_NAMESPACES_SQL, {"namespaces": namespaces, "limit": limit}
+            )
+        else:
+            rows = await self._fetch(SELECT_RECENT_SQL, {"limit": limit})
         return [history_entry_of_row(row) for row in rows]
 
-    async def last_run(self, namespace: str, connection: str) -> LastRun | None:
+    async def last_run(self, namespace: str, connection: str) -> dict[str, Any] | None:
         rows = await self._fetch(
-            SELECT_LAST_FOR_CONNECTION_SQL, {"namespace": namespace, "connection": connection}
+            SELECT_LAST_OF_CONNECTION_SQL, {"namespace": namespace, "connection": connection}
         )
-        return last_run_from_archive(rows[0]) if rows else None
+        return rows[0] if rows else None

@@ -1,13 +1,12 @@
-"""A watch-fed cache of the namespace's PipelineConnections, PipelineRuns and PipelineBatches.
+"""The watches that feed the catalog: one list+watch per custom resource, cluster-wide or per
+watched namespace.
 
-Each resource is kept by one `ResourceWatch`: list (paginated) to get a consistent snapshot and
-its resourceVersion, then watch from that resourceVersion with bookmarks; a watch that ends
-normally is resumed from the last resourceVersion seen, a `410 Gone` triggers a fresh list, and
-connection errors are retried with capped exponential backoff (the cache reports not-synced
-meanwhile, so requests answer 503 instead of stale data).
-
-Synchronous runs wait on a Future per run name that the runs watch resolves when the run reaches
-a terminal phase (or disappears): no thread is held and nothing polls.
+Each ``ResourceWatch`` lists (paginated) to get a consistent snapshot and its resourceVersion,
+then watches from there with bookmarks; a watch that ends normally is resumed from the last
+resourceVersion seen, ``410 Gone`` triggers a fresh list, and connection errors are retried
+with capped exponential backoff (the cache reports not-synced meanwhile, so requests answer 503
+instead of stale data). Objects go to a sink (the :class:`~datapipelines.api.catalog.Catalog`);
+a watch keeps only each object's resourceVersion, for relists and read-your-writes.
 """
 
 from __future__ import annotations
@@ -23,25 +22,20 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from datapipelines.api.mapping import is_terminal, name_of
-from datapipelines.resources import (
-    BATCH_PLURAL,
-    CONNECTION_PLURAL,
-    GROUP,
-    RUN_PLURAL,
-    VERSION,
-)
+from datapipelines.api.catalog import Catalog
+from datapipelines.api.metrics import count_request
+from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, GROUP, RUN_PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-ChangeHandler = Callable[[str, Obj], None]
+Key = tuple[str, str]
 LIST_PAGE_SIZE = 500
+PLURALS = (CONNECTION_PLURAL, RUN_PLURAL, BATCH_PLURAL)
 
-
-# `kubernetes_asyncio.client.CustomObjectsApi`, or anything with its
-# `list_namespaced_custom_object(group, version, namespace, plural, **kwargs)`.
+# `kubernetes_asyncio.client.CustomObjectsApi`, or anything with its list methods.
 CustomObjectsLister = Any
+Sink = Callable[[str, str, Obj], None]
 
 
 class Gone(Exception):
@@ -65,11 +59,8 @@ class Backoff:
 
 
 def rv_newer(candidate: str | None, current: str | None) -> bool:
-    """Whether resourceVersion `candidate` is newer than `current`.
-
-    resourceVersions are opaque, but etcd-backed apiservers use increasing integers; when they
-    are not integers, the candidate (the later write we know of) wins.
-    """
+    """Whether resourceVersion ``candidate`` is newer than ``current`` (etcd revisions are
+    increasing integers; when they are not integers, the candidate wins)."""
     if current is None:
         return True
     try:
@@ -85,30 +76,52 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
+def _key(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace", ""), meta.get("name", ""))
+
+
+def _rv(obj: Obj) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
 class ResourceWatch:
-    """List+watch of one custom resource in one namespace, kept in a dict by name."""
+    """List+watch of one custom resource, in one namespace or (``namespace`` None) all."""
 
     def __init__(
         self,
         api: CustomObjectsLister,
-        namespace: str,
+        namespace: str | None,
         plural: str,
+        sink: Sink,
         *,
-        on_change: ChangeHandler | None = None,
         watch_timeout: int = 300,
         backoff: Backoff | None = None,
     ) -> None:
         self.api = api
         self.namespace = namespace
         self.plural = plural
-        self.objects: dict[str, Obj] = {}
+        self.sink = sink
+        self.versions: dict[Key, str] = {}
         self.resource_version: str | None = None
         self.synced = False
         self.last_error: str | None = "not listed yet"
         self.lists = 0
-        self._on_change = on_change
         self._watch_timeout = watch_timeout
         self._backoff = backoff or Backoff()
+
+    @property
+    def where(self) -> str:
+        return self.namespace or "all namespaces"
+
+    async def _list(self, **kwargs: Any) -> Any:
+        watch = bool(kwargs.get("watch"))
+        count_request("watch" if watch else "list", self.plural)
+        if self.namespace is None:
+            return await self.api.list_cluster_custom_object(GROUP, VERSION, self.plural, **kwargs)
+        return await self.api.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, self.plural, **kwargs
+        )
 
     # the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -133,6 +146,7 @@ class ResourceWatch:
                     "watch failed, retrying",
                     extra={
                         "resource": self.plural,
+                        "namespace": self.where,
                         "error": self.last_error,
                         "retry_in_s": round(delay, 2),
                     },
@@ -142,24 +156,22 @@ class ResourceWatch:
                 await asyncio.sleep(delay)
 
     async def list_once(self) -> None:
-        """List all objects (paginated) and replace the cache with the snapshot."""
-        items: dict[str, Obj] = {}
+        """List all objects (paginated) and hand the snapshot to the sink."""
+        items: dict[Key, Obj] = {}
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_request_timeout": (10, 60)}
             if token:
                 kwargs["_continue"] = token
             try:
-                page = await self.api.list_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, self.plural, **kwargs
-                )
+                page = await self._list(**kwargs)
             except ApiException as exc:
                 if exc.status == 410 and token:  # the continue token expired: start over
                     items, token = {}, None
                     continue
                 raise
             for item in page.get("items") or []:
-                items[name_of(item)] = item
+                items[_key(item)] = item
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             if not token:
@@ -170,30 +182,34 @@ class ResourceWatch:
         self.synced = True
         self.last_error = None
 
-    def _replace(self, items: dict[str, Obj], list_rv: str | None) -> None:
-        old = self.objects
-        for name, obj in old.items():
+    def _replace(self, items: dict[Key, Obj], list_rv: str | None) -> None:
+        for key, rv in list(self.versions.items()):
             # Keep what we wrote ourselves after the snapshot was taken (read-your-writes).
-            if name not in items and rv_newer(_rv(obj), list_rv):
-                items[name] = obj
-        self.objects = items
+            if key not in items and not rv_newer(rv, list_rv):
+                del self.versions[key]
+                self._deliver("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
+        for key, obj in items.items():
+            prev = self.versions.get(key)
+            # Changed since we last saw it, unless what we hold is newer than the snapshot's
+            # copy (our own write after the snapshot was taken: read-your-writes).
+            if prev != _rv(obj) and (prev is None or rv_newer(_rv(obj), prev)):
+                self.versions[key] = _rv(obj) or ""
+                self._deliver("ADDED" if prev is None else "MODIFIED", obj)
         self.resource_version = list_rv
-        for name, obj in old.items():
-            if name not in items:
-                self._notify("DELETED", obj)
-        for name, obj in items.items():
-            prev = old.get(name)
-            if prev is None or _rv(prev) != _rv(obj):
-                self._notify("ADDED" if prev is None else "MODIFIED", obj)
+
+    def _deliver(self, kind: str, obj: Obj) -> None:
+        try:
+            self.sink(self.plural, kind, obj)
+        except Exception:  # one object the sink cannot take must not stop the watch
+            log.exception(
+                "cannot apply a watched object",
+                extra={"resource": self.plural, "object": "/".join(_key(obj))},
+            )
 
     async def watch_once(self) -> None:
         """One watch request, from the last resourceVersion, until the server ends it."""
         timeout = self._watch_timeout
-        resp = await self.api.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            self.namespace,
-            self.plural,
+        resp = await self._list(
             watch=True,
             allow_watch_bookmarks=True,
             resource_version=self.resource_version,
@@ -238,105 +254,57 @@ class ResourceWatch:
             if rv:
                 self.resource_version = rv
             return
-        name = name_of(obj)
+        key = _key(obj)
         if kind in ("ADDED", "MODIFIED"):
-            self.objects[name] = obj
+            self.versions[key] = rv or ""
         elif kind == "DELETED":
-            self.objects.pop(name, None)
+            self.versions.pop(key, None)
         else:
             log.debug("ignoring watch event", extra={"type": kind})
             return
         if rv:
             self.resource_version = rv
-        self._notify(str(kind), obj)
+        self._deliver(str(kind), obj)
 
     def apply_local(self, obj: Obj) -> None:
         """Record an object we just wrote, unless the watch already delivered something newer."""
-        name = name_of(obj)
-        prev = self.objects.get(name)
-        if prev is None or rv_newer(_rv(obj), _rv(prev)):
-            self.objects[name] = obj
-            self._notify("ADDED" if prev is None else "MODIFIED", obj)
-
-    def _notify(self, kind: str, obj: Obj) -> None:
-        if self._on_change is not None:
-            try:
-                self._on_change(kind, obj)
-            except Exception:  # a broken listener must not break the watch
-                log.exception("cache listener failed")
-
-
-def _rv(obj: Obj) -> str | None:
-    return (obj.get("metadata") or {}).get("resourceVersion")
-
-
-class RunWaiters:
-    """Futures per run name, resolved when the run is terminal (the object) or deleted (None)."""
-
-    def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Future[Obj | None]]] = {}
-
-    def __len__(self) -> int:
-        return sum(len(s) for s in self._waiters.values())
-
-    def on_change(self, kind: str, run: Obj) -> None:
-        name = name_of(run)
-        if name not in self._waiters:
-            return
-        if kind == "DELETED":
-            self._resolve(name, None)
-        elif is_terminal(run):
-            self._resolve(name, run)
-
-    def _resolve(self, name: str, value: Obj | None) -> None:
-        for fut in self._waiters.pop(name, set()):
-            if not fut.done():
-                fut.set_result(value)
-
-    async def wait(self, name: str, current: Obj | None) -> Obj | None:
-        """Wait for the end of run `name`; `current` is its cached object right now."""
-        if current is None:
-            return None
-        if is_terminal(current):
-            return current
-        fut: asyncio.Future[Obj | None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(name, set()).add(fut)
-        try:
-            return await fut
-        finally:
-            waiting = self._waiters.get(name)
-            if waiting is not None:
-                waiting.discard(fut)
-                if not waiting:
-                    del self._waiters[name]
+        key = _key(obj)
+        prev = self.versions.get(key)
+        if prev is None or rv_newer(_rv(obj), prev):
+            self.versions[key] = _rv(obj) or ""
+            self._deliver("ADDED" if prev is None else "MODIFIED", obj)
 
 
 class WatchCache:
-    """The three resource watches of one namespace and the run waiters."""
+    """The watches of every resource in every watched namespace, feeding one catalog."""
 
-    def __init__(self, api: CustomObjectsLister, namespace: str, *, watch_timeout: int = 300):
-        self.namespace = namespace
-        self.waiters = RunWaiters()
-        self.connections = ResourceWatch(
-            api, namespace, CONNECTION_PLURAL, watch_timeout=watch_timeout
-        )
-        self.runs = ResourceWatch(
-            api,
-            namespace,
-            RUN_PLURAL,
-            on_change=self.waiters.on_change,
-            watch_timeout=watch_timeout,
-        )
-        self.batches = ResourceWatch(api, namespace, BATCH_PLURAL, watch_timeout=watch_timeout)
+    def __init__(
+        self,
+        api: CustomObjectsLister,
+        namespaces: list[str],
+        *,
+        catalog: Catalog | None = None,
+        watch_timeout: int = 300,
+    ):
+        self.namespaces = namespaces
+        self.catalog = catalog or Catalog()
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        self.watches: dict[tuple[str, str | None], ResourceWatch] = {
+            (plural, ns): ResourceWatch(
+                api, ns, plural, self.catalog.apply, watch_timeout=watch_timeout
+            )
+            for plural in PLURALS
+            for ns in scopes
+        }
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def watches(self) -> tuple[ResourceWatch, ...]:
-        return (self.connections, self.runs, self.batches)
+    def watch_for(self, plural: str, namespace: str) -> ResourceWatch:
+        return self.watches.get((plural, namespace)) or self.watches[(plural, None)]
 
     def start(self) -> None:
-        for watch in self.watches:
-            self._tasks.append(asyncio.create_task(watch.run(), name=f"watch-{watch.plural}"))
+        for (plural, ns), watch in self.watches.items():
+            name = f"watch-{plural}-{ns or 'all'}"
+            self._tasks.append(asyncio.create_task(watch.run(), name=name))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -347,10 +315,9 @@ class WatchCache:
         self._tasks.clear()
 
     def readiness(self) -> tuple[bool, str]:
-        pending = [w for w in self.watches if not w.synced]
+        pending = [w for w in self.watches.values() if not w.synced]
         if not pending:
             return True, "synced"
-        return False, "; ".join(f"{w.plural}: {w.last_error or 'not synced'}" for w in pending)
-
-    async def wait_for_run_end(self, name: str) -> Obj | None:
-        return await self.waiters.wait(name, self.runs.objects.get(name))
+        return False, "; ".join(
+            f"{w.plural} in {w.where}: {w.last_error or 'not synced'}" for w in pending
+        )

@@ -10,6 +10,7 @@ from fastapi.security import APIKeyHeader
 
 from datapipelines.api.archive import HistoryArchive
 from datapipelines.api.metrics import Metrics
+from datapipelines.api.podlogs import PodLogSource
 from datapipelines.api.settings import Settings
 from datapipelines.api.store import PipelineStore
 
@@ -44,10 +45,16 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_pod_logs(request: Request) -> PodLogSource | None:
+    pod_logs: PodLogSource | None = request.app.state.pod_logs
+    return pod_logs
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[PipelineStore, Depends(get_store)]
 ArchiveDep = Annotated[HistoryArchive | None, Depends(get_archive)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+PodLogsDep = Annotated[PodLogSource | None, Depends(get_pod_logs)]
 
 
 def key_matches(presented: str, accepted: list[str]) -> bool:

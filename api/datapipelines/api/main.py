@@ -6,13 +6,16 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from fastapi import FastAPI
 from pydantic import ValidationError
 
 from datapipelines.api.archive import HistoryArchive, PostgresArchive
 from datapipelines.api.errors import install_handlers
+from datapipelines.api.mcp import McpEndpoint, ToolDeps
 from datapipelines.api.metrics import Metrics, MetricsMiddleware
+from datapipelines.api.podlogs import KubePodLogs, PodLogSource
 from datapipelines.api.routes import api_router, health_router
 from datapipelines.api.settings import Settings
 from datapipelines.api.store import PipelineStore
@@ -22,7 +25,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 REST facade of datapipelines. Every task is a Kubernetes object (PipelineRun or PipelineBatch)
 whose name is the task id, so tasks survive restarts. Send one of the server's keys in the
-`X-API-Key` header on every endpoint except `/healthz`, `/readyz` and `/metrics`.
+`X-API-Key` header on every endpoint except `/healthz`, `/readyz` and `/metrics`. The same
+operations are MCP tools at `/mcp` (Model Context Protocol over streamable HTTP, same key).
 """
 
 _UNSET = object()
@@ -33,19 +37,24 @@ def create_app(
     *,
     kube: PipelineStore | None = None,
     archive: HistoryArchive | object | None = _UNSET,
+    pod_logs: PodLogSource | None = None,
 ) -> FastAPI:
-    """The app. `kube` replaces the Kubernetes-backed store (tests pass a fake)."""
+    """The app. `kube` replaces the Kubernetes-backed store (tests pass a fake, and a
+    `pod_logs` source if they want one: without the real store there are no pods)."""
     settings = settings or Settings()
     if kube is None:
         from datapipelines.api.kube import KubeStore
 
         kube = KubeStore(settings)
+        pod_logs = pod_logs or KubePodLogs(kube)
     if archive is _UNSET:
         dsn = settings.history_dsn.get_secret_value() if settings.history_dsn else None
         archive = PostgresArchive(dsn) if dsn else None
     store = kube
     metrics = Metrics()
     metrics.watch_store(store)
+    history_archive = cast("HistoryArchive | None", archive)
+    mcp = McpEndpoint(ToolDeps(store=store, archive=history_archive, settings=settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,7 +62,8 @@ def create_app(
             log.warning("DATAPIPELINES_API_KEY is not set: keyed endpoints answer 500")
         await store.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await store.stop()
 
@@ -67,10 +77,13 @@ def create_app(
     app.state.store = store
     app.state.archive = archive
     app.state.metrics = metrics
+    app.state.pod_logs = pod_logs
+    app.state.mcp = mcp
     install_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health_router)
     app.include_router(api_router)
+    mcp.mount(app)
     return app
 
 

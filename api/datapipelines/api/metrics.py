@@ -13,12 +13,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datapipelines.api.store import PipelineStore
 
+#: Apiserver requests of this process (watches, lists, writes), by verb and resource.
+APISERVER_REQUESTS = Counter(
+    "datapipelines_api_apiserver_requests_total",
+    "Kubernetes apiserver requests of the API by verb and resource.",
+    ["verb", "resource"],
+    registry=None,
+)
+
+
+def count_request(verb: str, resource: str) -> None:
+    APISERVER_REQUESTS.labels(verb, resource).inc()
+
 
 class Metrics:
     """One registry per app, so several apps (tests) never collide."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(APISERVER_REQUESTS)
+
         self.requests = Counter(
             "datapipelines_api_requests_total",
             "HTTP requests by method, route template and status code.",

@@ -19,8 +19,16 @@ class ErrorBody(BaseModel):
 
 
 class ConflictBody(ErrorBody):
-    active_task_id: str = Field(description="The run that holds the connection (addition).")
+    active_task_id: str | None = Field(
+        default=None,
+        description="The run that holds the connection, under concurrencyPolicy Forbid (addition).",
+    )
     connection: str
+    namespaces: list[str] | None = Field(
+        default=None,
+        description="The served namespaces that each have a connection of this name; names "
+        "must be unique across them (addition).",
+    )
 
 
 class ConnectionOut(BaseModel):
@@ -34,6 +42,17 @@ class ConnectionOut(BaseModel):
     active_runs: list[str] = Field(
         default_factory=list, description="Runs not finished yet, oldest first (addition)."
     )
+    namespace: str | None = Field(
+        default=None, description="The connection's Kubernetes namespace (addition)."
+    )
+    ready: bool | None = Field(
+        default=None,
+        description="Whether the operator can run it (its Ready condition); null until the "
+        "operator has looked at it (addition).",
+    )
+    ready_reason: str | None = Field(
+        default=None, description="Why not, when ready is false (addition)."
+    )
 
 
 class ConnectionStatusOut(ConnectionOut):
@@ -44,8 +63,8 @@ class ConnectionStatusOut(ConnectionOut):
     last_run_id: str | None = Field(default=None, description="(addition)")
     last_run_source: Literal["runs", "archive", "connection"] | None = Field(
         default=None,
-        description="Where the last-run fields come from: a PipelineRun in the cluster, the "
-        "PostgreSQL archive, or the connection's own status (addition).",
+        description="Where the last-run fields come from: a PipelineRun in the cluster or the "
+        "connection's own status, which the operator keeps (addition).",
     )
 
 
@@ -67,6 +86,11 @@ class RunResultOut(BaseModel):
         default=None, description="How the run ended (addition)."
     )
     report_truncated: bool | None = Field(default=None, description="(addition)")
+    schema_changes: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="What the run changed in the destination's schema: added tables and "
+        "columns, type changes (addition).",
+    )
 
 
 class RunStartedOut(BaseModel):
@@ -91,6 +115,11 @@ class ProgressOut(BaseModel):
     stage: str | None = None
     records_extracted: int | None = None
     tables: dict[str, Any] | None = None
+    rows_loaded: dict[str, Any] | None = Field(
+        default=None, description="Rows per table counted in the destination (addition)."
+    )
+    jobs_done: int | None = None
+    jobs_total: int | None = None
     updated_at: str | None = None
 
 
@@ -135,6 +164,8 @@ class TaskStatusOut(BaseModel):
 class HistoryEntryOut(BaseModel):
     run_id: str
     connection: str
+    namespace: str | None = Field(default=None, description="(addition)")
+
     kind: Literal["single", "batch"] = Field(description="Part of a batch or not.")
     trigger: str | None = None
     batch: str | None = None
@@ -153,3 +184,20 @@ class HistoryEntryOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     detail: str | None = None
+
+
+class RunLogsOut(BaseModel):
+    """`GET /runs/{run_id}/logs` (addition): the runner pod's log, else the run's report."""
+
+    run_id: str
+    connection: str
+    phase: str = Field(description="Queued|Running|Succeeded|Failed|Cancelled.")
+    source: Literal["pod", "report", "none"] = Field(
+        description="`pod`: the log of the run's newest pod (its last attempt), read while the "
+        "Job exists; `report`: the run's report (the pod is gone); `none`: neither yet."
+    )
+    pod: str | None = Field(default=None, description="The pod the log was read from.")
+    text: str = Field(description="The log or report text (empty for `none`).")
+    truncated: bool = Field(
+        default=False, description="The text was cut (the byte limit of a log, a long report)."
+    )

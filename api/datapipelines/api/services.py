@@ -1,20 +1,28 @@
 """What the endpoints do, over a PipelineStore (and the optional archive).
 
 Kept apart from the routes so the rules (concurrency policy, cancel semantics, history merge)
-read in one place and run against the in-memory fake in unit tests.
+read in one place and run against the in-memory fake in unit tests; the MCP tools call the
+same functions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import secrets
+import string
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from datapipelines.api import mapping
 from datapipelines.api.archive import HistoryArchive
+from datapipelines.api.catalog import ConnectionSummary
 from datapipelines.api.errors import (
     ArchiveUnavailable,
     Conflict,
+    Invalid,
     NotFound,
     RunVanished,
     WaitTimeout,
@@ -25,26 +33,48 @@ from datapipelines.api.models import (
     ConnectionOut,
     ConnectionStatusOut,
     HistoryEntryOut,
+    RunLogsOut,
     RunResultOut,
     RunStartedOut,
     TaskStatusOut,
 )
-from datapipelines.api.store import Obj, PipelineStore
+from datapipelines.api.podlogs import PodLogSource
+from datapipelines.api.store import PipelineStore
+from datapipelines.resources.batch import PipelineBatch
+from datapipelines.resources.connection import ConcurrencyPolicy
+from datapipelines.resources.manifests import CANCEL_PATCH, batch_manifest, run_manifest
+from datapipelines.resources.run import PipelineRun, Trigger
 
 log = logging.getLogger(__name__)
 
 WAIT_SLACK_SECONDS = 600
 
+UpdateHook = Callable[[TaskStatusOut], Awaitable[None]]
+
 
 def list_connections(store: PipelineStore, *, only_enabled: bool = False) -> list[ConnectionOut]:
-    runs = store.runs()
-    conns = sorted(store.connections(), key=mapping.name_of)
-    return [
-        mapping.connection_out(c, runs) for c in conns if not only_enabled or mapping.is_enabled(c)
-    ]
+    catalog = store.catalog
+    out = []
+    for key in catalog.sorted_connections():
+        conn = catalog.connection(key)
+        if conn is not None and (conn.enabled or not only_enabled):
+            out.append(mapping.connection_out(catalog, conn))
+    return out
 
 
-def get_connection(store: PipelineStore, name: str) -> Obj:
+def list_connections_json(store: PipelineStore, *, only_enabled: bool = False) -> bytes:
+    """`list_connections` as the JSON body, from each connection's cached fragment: O(number
+    of connections), and only changed connections are rendered again."""
+    catalog = store.catalog
+    parts = []
+    for key in catalog.sorted_connections():
+        conn = catalog.connection(key)
+        if conn is not None and (conn.enabled or not only_enabled):
+            parts.append(catalog.fragment(key, mapping.connection_fragment))
+    return b"[" + b",".join(parts) + b"]"
+
+
+def get_connection(store: PipelineStore, name: str) -> ConnectionSummary:
     conn = store.connection(name)
     if conn is None:
         raise NotFound(f"connection {name!r} not found", connection=name)
@@ -54,155 +84,281 @@ def get_connection(store: PipelineStore, name: str) -> Obj:
 async def connection_status(
     store: PipelineStore, archive: HistoryArchive | None, name: str
 ) -> ConnectionStatusOut:
+    """The connection and its last run: the operator keeps that in the connection's status
+    (it outlives the run objects), a newer finished run in memory wins; when neither knows one
+    (a connection deleted and created again), the archive's newest row of it does."""
     conn = get_connection(store, name)
-    runs = store.runs()
-    last = mapping.last_run_from_runs(runs, name)
-    if last is None and archive is not None:
+    out = mapping.connection_status_out(store.catalog, conn)
+    if out.last_run_source is None and archive is not None:
         try:
-            last = await archive.last_run(store.namespace, name)
+            row = await archive.last_run(conn.namespace, name)
         except ArchiveUnavailable as exc:
             log.warning("archive unavailable", extra={"error": exc.detail})
-    last = mapping.newest_last_run(last, mapping.last_run_from_connection(conn))
-    return mapping.connection_status_out(conn, runs, last)
+            row = None
+        if row is not None:
+            out = out.model_copy(update=mapping.last_run_of_row(row))
+    return out
 
 
-async def start_run(store: PipelineStore, name: str, *, trigger: str = "api") -> Obj:
+async def start_run(store: PipelineStore, name: str, *, trigger: str = "api") -> PipelineRun:
     """Create a PipelineRun for `name`, refusing (409) when concurrencyPolicy Forbid holds."""
-    async with store.connection_lock(name):
-        conn = get_connection(store, name)
-        policy = mapping.spec_of(conn).get("concurrencyPolicy") or "Forbid"
-        if policy == "Forbid":
-            active = mapping.active_runs(store.runs(), name)
+    return await _start(store, get_connection(store, name), trigger)
+
+
+async def _start(store: PipelineStore, conn: ConnectionSummary, trigger: str) -> PipelineRun:
+    name = conn.name
+    async with store.connection_lock(conn):
+        if conn.concurrency_policy == ConcurrencyPolicy.FORBID.value:
+            active = store.catalog.active_runs(conn.key)
             if active:
+                first = active[0].name
                 raise Conflict(
-                    f"connection {name!r} already has an active run {active[0]!r} and its "
+                    f"connection {name!r} already has an active run {first!r} and its "
                     "concurrencyPolicy is Forbid; wait for it or cancel it with "
-                    f"POST /cancel_task/{active[0]}",
-                    active_task_id=active[0],
+                    f"POST /cancel_task/{first}",
+                    active_task_id=first,
                     connection=name,
                 )
-        run = await store.create_run(mapping.new_run_manifest(name, trigger))
-    log.info("run created", extra={"run": mapping.name_of(run), "connection": name})
+        manifest = run_manifest(name, Trigger(trigger), namespace=conn.namespace)
+        run = await store.create_run(conn.namespace, manifest)
+    log.info("run created", extra={"run": run.name, "connection": name})
     return run
 
 
-def wait_limit(conn: Obj, override: int | None) -> float:
+def wait_limit(conn: ConnectionSummary, override: int | None) -> float:
     if override:
         return float(override)
-    spec = mapping.spec_of(conn)
-    timeout = int(spec.get("timeoutSeconds") or 3600)
-    retries = int(spec.get("retries") or 0)
-    return float(timeout * (retries + 1) + WAIT_SLACK_SECONDS)
+    return float(conn.timeout_seconds * (conn.retries + 1) + WAIT_SLACK_SECONDS)
+
+
+async def _result(store: PipelineStore, run: PipelineRun, include_report: bool) -> RunResultOut:
+    report = await store.report(run) if include_report else None
+    return mapping.run_result(run, report=report)
 
 
 async def run_and_wait(
     store: PipelineStore, name: str, *, include_report: bool, wait_seconds: int | None
 ) -> RunResultOut:
-    run = await start_run(store, name)
-    run_id = mapping.name_of(run)
-    limit = wait_limit(get_connection(store, name), wait_seconds)
+    conn = get_connection(store, name)
+    run = await _start(store, conn, "api")
+    limit = wait_limit(conn, wait_seconds)
     try:
         async with asyncio.timeout(limit):
-            final = await store.wait_for_run_end(run_id)
+            final = await store.wait_for_run_end(run)
     except TimeoutError:
-        raise WaitTimeout(
-            f"run {run_id!r} has not finished after {int(limit)} s; it goes on: follow it with "
-            f"GET /task_status/{run_id}",
-            run_id=run_id,
-        ) from None
+        raise _wait_timeout(run.name, limit) from None
     if final is None:
-        raise RunVanished(
-            f"run {run_id!r} was deleted before it finished", run_id=run_id, success=False
-        )
-    return mapping.run_result(final, include_report=include_report)
+        raise _vanished(run.name)
+    return await _result(store, final, include_report)
+
+
+def _wait_timeout(run_id: str, limit: float) -> WaitTimeout:
+    return WaitTimeout(
+        f"run {run_id!r} has not finished after {int(limit)} s; it goes on: follow it with "
+        f"GET /task_status/{run_id}",
+        run_id=run_id,
+    )
+
+
+def _vanished(run_id: str) -> RunVanished:
+    return RunVanished(
+        f"run {run_id!r} was deleted before it finished", run_id=run_id, success=False
+    )
+
+
+async def _run_states(store: PipelineStore, run: PipelineRun) -> AsyncGenerator[PipelineRun, None]:
+    """The run now and at each change until it ends; RunVanished when it is deleted first."""
+    last: PipelineRun | None = None
+    async with contextlib.aclosing(store.run_updates(run)) as updates:
+        async for state in updates:
+            last = state
+            yield state
+    if last is None or not last.terminal:
+        raise _vanished(run.name)
+
+
+async def run_and_follow(
+    store: PipelineStore,
+    name: str,
+    *,
+    include_report: bool,
+    wait_seconds: int | None,
+    on_update: UpdateHook,
+) -> RunResultOut:
+    """`run_and_wait` (the same run, wait limit, errors and result) that also hands `on_update`
+    the run's task status now and each time it changes before it ends (live progress)."""
+    conn = get_connection(store, name)
+    run = await _start(store, conn, "api")
+    limit = wait_limit(conn, wait_seconds)
+    final: PipelineRun | None = None
+    try:
+        async with asyncio.timeout(limit):
+            async with contextlib.aclosing(_run_states(store, run)) as states:
+                async for state in states:
+                    final = state
+                    if not state.terminal:
+                        await on_update(mapping.task_status_of_run(state))
+    except TimeoutError:
+        raise _wait_timeout(run.name, limit) from None
+    assert final is not None  # _run_states raised otherwise
+    return await _result(store, final, include_report)
+
+
+async def follow_run(store: PipelineStore, run_id: str) -> AsyncGenerator[TaskStatusOut, None]:
+    """The task status of run `run_id` now and at each change (no polling), the last one
+    terminal. NotFound for an unknown task, Invalid for a batch (follow its runs), RunVanished
+    when the run is deleted before it ends. Close it (`contextlib.aclosing`) when leaving early."""
+    run = store.run(run_id)
+    if run is None:
+        if store.batches(run_id):
+            raise Invalid(
+                f"task {run_id!r} is a batch: follow one of its runs (task_status lists them)",
+                task_id=run_id,
+            )
+        raise NotFound(f"task {run_id!r} not found", task_id=run_id)
+    async with contextlib.aclosing(_run_states(store, run)) as states:
+        async for state in states:
+            yield mapping.task_status_of_run(state)
 
 
 async def run_async(store: PipelineStore, name: str) -> RunStartedOut:
     run = await start_run(store, name)
-    run_id = mapping.name_of(run)
     return RunStartedOut(
-        message=f"run of {name!r} started; poll /task_status/{run_id}",
-        task_id=run_id,
+        message=f"run of {name!r} started; poll /task_status/{run.name}",
+        task_id=run.name,
         connection=name,
     )
 
 
+def _batch_name() -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "batch-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
 async def run_selected(store: PipelineStore) -> BatchStartedOut:
-    names = [
-        mapping.name_of(c)
-        for c in sorted(store.connections(), key=mapping.name_of)
-        if mapping.is_enabled(c)
-    ]
-    batch = await store.create_batch(mapping.new_batch_manifest(names))
-    task_id = mapping.name_of(batch)
-    log.info("batch created", extra={"batch": task_id, "connections": names})
+    """A batch of every enabled connection: one PipelineBatch per namespace (each runs its
+    connections one after another; namespaces run side by side), all of one name — the task."""
+    catalog = store.catalog
+    by_namespace: dict[str, list[str]] = {}
+    namespaces_of: dict[str, list[str]] = {}
+    for key in catalog.sorted_connections():
+        conn = catalog.connection(key)
+        if conn is not None and conn.enabled:
+            by_namespace.setdefault(conn.namespace, []).append(conn.name)
+            namespaces_of.setdefault(conn.name, []).append(conn.namespace)
+    twice = {n: ns for n, ns in namespaces_of.items() if len(ns) > 1}
+    if twice:
+        where = "; ".join(f"{n} in {', '.join(ns)}" for n, ns in sorted(twice.items()))
+        raise Conflict(
+            f"enabled connections share names across namespaces ({where}): connection names "
+            "must be unique across the namespaces this API serves (rename them)",
+            connections=sorted(twice),
+        )
+
+    namespaces = sorted(by_namespace) or [store.namespaces[0] if store.namespaces else "default"]
+    for attempt in range(3):
+        name = _batch_name()
+        try:
+            for ns in namespaces:
+                manifest = batch_manifest(by_namespace.get(ns, []), name=name, namespace=ns)
+                await store.create_batch(ns, manifest)
+            break
+        except Conflict:
+            if attempt == 2 or ns != namespaces[0]:
+                raise
+    names = [c for ns in namespaces for c in by_namespace.get(ns, [])]
+    log.info("batch created", extra={"batch": name, "connections": len(names)})
     return BatchStartedOut(
-        message=f"batch of {len(names)} enabled connection(s) started; poll /task_status/{task_id}",
-        task_id=task_id,
+        message=f"batch of {len(names)} enabled connection(s) started; poll /task_status/{name}",
+        task_id=name,
         connections=names,
     )
 
 
 @dataclass
 class _Task:
-    kind: str
-    obj: Obj
+    run: PipelineRun | None = None
+    batches: list[PipelineBatch] | None = None
 
 
 def _find_task(store: PipelineStore, task_id: str) -> _Task:
     run = store.run(task_id)
     if run is not None:
-        return _Task("single", run)
-    batch = store.batch(task_id)
-    if batch is not None:
-        return _Task("batch", batch)
+        return _Task(run=run)
+    batches = store.batches(task_id)
+    if batches:
+        return _Task(batches=batches)
     raise NotFound(f"task {task_id!r} not found", task_id=task_id)
+
+
+def _batch_status(store: PipelineStore, batches: list[PipelineBatch]) -> TaskStatusOut:
+    runs = {
+        b.metadata.namespace: store.catalog.runs_of_batch((b.metadata.namespace, b.metadata.name))
+        for b in batches
+    }
+    return mapping.task_status_of_batches(batches, runs)
 
 
 def task_status(store: PipelineStore, task_id: str) -> TaskStatusOut:
     task = _find_task(store, task_id)
-    if task.kind == "single":
-        return mapping.task_status_of_run(task.obj)
-    return mapping.task_status_of_batch(task.obj, store.runs())
+    if task.run is not None:
+        return mapping.task_status_of_run(task.run)
+    assert task.batches
+    return _batch_status(store, task.batches)
 
 
-async def _cancel_run(store: PipelineStore, run: Obj) -> None:
-    name = mapping.name_of(run)
-    if not mapping.spec_of(run).get("cancelRequested"):
+async def task_status_with_report(store: PipelineStore, task_id: str) -> TaskStatusOut:
+    """`task_status`, with a finished single run's report read from the apiserver."""
+    task = _find_task(store, task_id)
+    if task.run is not None:
+        report = await store.report(task.run) if task.run.terminal else None
+        return mapping.task_status_of_run(task.run, report=report)
+    assert task.batches
+    return _batch_status(store, task.batches)
+
+
+async def _cancel_run(store: PipelineStore, run: PipelineRun) -> None:
+    if not run.spec.cancel_requested:
         try:
-            await store.patch_run(name, mapping.CANCEL_PATCH)
+            run = await store.patch_run(run, CANCEL_PATCH)
         except NotFound:
-            raise NotFound(f"task {name!r} not found", task_id=name) from None
-    job = mapping.status_of(run).get("jobName") or name
-    deleted = await store.delete_job(job)
-    log.info("run cancel requested", extra={"run": name, "job_deleted": deleted})
+            raise NotFound(f"task {run.name!r} not found", task_id=run.name) from None
+    deleted = await store.delete_run_job(run)
+    log.info("run cancel requested", extra={"run": run.name, "job_deleted": deleted})
 
 
 async def cancel_task(store: PipelineStore, task_id: str) -> CancelOut:
     task = _find_task(store, task_id)
-    if task.kind == "single":
-        if mapping.is_terminal(task.obj):
+    if task.run is not None:
+        run = task.run
+        if run.terminal:
             raise NotFound(
-                f"task {task_id!r} has already finished ({mapping.run_phase(task.obj)})",
+                f"task {task_id!r} has already finished ({mapping.phase_name(run)})",
                 task_id=task_id,
             )
-        await _cancel_run(store, task.obj)
+        await _cancel_run(store, run)
         return CancelOut(
             message=f"cancellation of run {task_id!r} requested", task_id=task_id, kind="single"
         )
-    if mapping.is_batch_finished(task.obj):
+    batches = task.batches or []
+    if mapping.is_batch_finished(batches):
         raise NotFound(
-            f"task {task_id!r} has already finished ({mapping.batch_state(task.obj)})",
+            f"task {task_id!r} has already finished ({mapping.batch_state(batches)})",
             task_id=task_id,
         )
-    if not mapping.spec_of(task.obj).get("cancelRequested"):
-        try:
-            await store.patch_batch(task_id, mapping.CANCEL_PATCH)
-        except NotFound:
-            raise NotFound(f"task {task_id!r} not found", task_id=task_id) from None
-    for run in store.runs():
-        if mapping.run_batch(run) == task_id and not mapping.is_terminal(run):
-            await _cancel_run(store, run)
+    for batch in batches:
+        if batch.state.done:
+            continue
+        if not batch.spec.cancel_requested:
+            try:
+                await store.patch_batch(batch, CANCEL_PATCH)
+            except NotFound:
+                continue
+        key = (batch.metadata.namespace, batch.metadata.name)
+        for run in store.catalog.runs_of_batch(key):
+            if not run.terminal:
+                with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to cancel
+                    await _cancel_run(store, run)
     return CancelOut(
         message=f"cancellation of batch {task_id!r} requested", task_id=task_id, kind="batch"
     )
@@ -212,15 +368,51 @@ async def history(
     store: PipelineStore, archive: HistoryArchive | None, limit: int
 ) -> tuple[list[HistoryEntryOut], bool]:
     """Newest first; returns (entries, archive_ok)."""
-    runs = store.runs()
     archived: list[HistoryEntryOut] = []
     archive_ok = True
     if archive is not None:
         try:
-            archived = await archive.recent(store.namespace, limit)
+            archived = await archive.recent(store.namespaces, limit)
         except ArchiveUnavailable as exc:
             archive_ok = False
             log.warning(
                 "archive unavailable, history from the cluster only", extra={"error": exc.detail}
             )
-    return mapping.merge_history(runs, archived, limit), archive_ok
+    return mapping.merge_history(store.catalog.finished_runs(), archived, limit), archive_ok
+
+
+async def run_logs(
+    store: PipelineStore, pod_logs: PodLogSource | None, run_id: str, *, tail_lines: int | None
+) -> RunLogsOut:
+    """The log of the run's newest pod while it exists (its Job is kept for
+    DATAPIPELINES_JOB_TTL_SECONDS after the end), else the run's report."""
+    run = store.run(run_id)
+    if run is None:
+        raise NotFound(
+            f"run {run_id!r} not found (logs and reports are kept while its PipelineRun exists)",
+            run_id=run_id,
+        )
+    out = functools.partial(
+        RunLogsOut,
+        run_id=run_id,
+        connection=run.spec.connection_name,
+        phase=mapping.phase_name(run),
+    )
+    if pod_logs is not None:
+        log_of_pod = await pod_logs.run_log(run.namespace, run_id, tail_lines=tail_lines)
+        if log_of_pod is not None:
+            return out(
+                source="pod",
+                pod=log_of_pod.pod,
+                text=log_of_pod.text,
+                truncated=log_of_pod.truncated,
+            )
+    report = await store.report(run) or ""
+    if not report:
+        return out(source="none", text="")
+    if tail_lines is not None:
+        report = "\n".join(report.splitlines()[-tail_lines:])
+    # the runner's flag, else the operator's (a report taken from the termination message)
+    flags = (r.report_truncated for r in (run.status.runner_result, run.status.result) if r)
+    truncated = bool(next((f for f in flags if f is not None), False))
+    return out(source="report", text=report, truncated=truncated)

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from datapipelines.resources.namespaces import watched
+
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 PLACEHOLDER_KEYS = frozenset(
@@ -47,9 +49,10 @@ class Settings(BaseSettings):
     )
     api_host: str = "0.0.0.0"
     api_port: int = Field(default=8081, ge=1, le=65535)
-    namespace: str = Field(
-        default="",
-        description="Namespace served; empty = the pod's own namespace, else `default`.",
+    namespace: str | None = Field(
+        default=None,
+        description="Namespaces served: not set = the pod's own (else `default`); empty or `*` "
+        "= all namespaces; `a,b` = those.",
     )
     kubeconfig: str | None = Field(
         default=None,
@@ -100,15 +103,13 @@ class Settings(BaseSettings):
             return []
         return _split_keys(self.api_key.get_secret_value())
 
-    def resolved_namespace(self, sa_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE) -> str:
-        """The namespace to serve: the setting, else the pod's own, else `default`."""
-        if self.namespace.strip():
-            return self.namespace.strip()
+    def watched_namespaces(self, sa_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE) -> list[str]:
+        """The namespaces to serve ([] = all): see ``datapipelines.resources.namespaces``."""
         try:
             own = sa_file.read_text().strip()
         except OSError:
             own = ""
-        return own or "default"
+        return watched(self.namespace, own or "default")
 
 
 def _split_keys(raw: str) -> list[str]:

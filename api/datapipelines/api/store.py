@@ -1,28 +1,38 @@
-"""The interface between the routes and Kubernetes: a read cache plus a few writes.
+"""The interface between the routes and Kubernetes: the catalog (reads) plus a few writes.
 
-`KubeStore` (kube.py) implements it over a watch-fed cache and the apiserver; unit tests use an
-in-memory fake through `app.dependency_overrides` (or `create_app(kube=…)`). Reads never do I/O;
-writes are the only apiserver calls a request makes.
+`KubeStore` (kube.py) implements it over the watch-fed catalog and the apiserver; unit tests use
+an in-memory fake (tests/unit/api/fakekube.py) that feeds the same catalog. Reads never do I/O;
+writes are the only apiserver calls a request makes (and a report read on demand).
+
+Names: the API serves every watched namespace under one name space. A connection name that
+exists in two watched namespaces is refused (409, naming them) by every endpoint that names it;
+task ids are run and batch names — a batch task is the PipelineBatches of that name, one per
+namespace that had enabled connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator
 from typing import Any
 
-from datapipelines.api.errors import KubeUnavailable
+from datapipelines.api.catalog import Catalog, ConnectionSummary
+from datapipelines.api.errors import Conflict, KubeUnavailable
+from datapipelines.resources.batch import PipelineBatch
+from datapipelines.resources.run import PipelineRun
 
 Obj = dict[str, Any]
 
 
 class PipelineStore(ABC):
-    """Connections, runs and batches of one namespace."""
+    """Connections, runs and batches of the watched namespaces."""
 
-    namespace: str
+    namespaces: list[str]
+    """The watched namespaces ([] = all)."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:  # noqa: B027 - optional hook
@@ -41,50 +51,82 @@ class PipelineStore(ABC):
         if not ready:
             raise KubeUnavailable(f"Kubernetes API not reachable: {reason}")
 
-    # reads (from the cache, no I/O) ----------------------------------------------------------
+    @property
     @abstractmethod
-    def connections(self) -> list[Obj]: ...
+    def catalog(self) -> Catalog:
+        """What the watches hold (no I/O)."""
 
-    @abstractmethod
-    def connection(self, name: str) -> Obj | None: ...
+    # reads (from the catalog, no I/O) --------------------------------------------------------
+    def connection(self, name: str) -> ConnectionSummary | None:
+        """The connection named ``name``; Conflict when two watched namespaces have one."""
+        keys = self.catalog.connection_keys_named(name)
+        if len(keys) > 1:
+            where = ", ".join(ns for ns, _ in keys)
+            raise Conflict(
+                f"connection {name!r} exists in namespaces {where}: connection names must be "
+                "unique across the namespaces this API serves (rename one of them)",
+                connection=name,
+                namespaces=[ns for ns, _ in keys],
+            )
+        return self.catalog.connection(keys[0]) if keys else None
 
-    @abstractmethod
-    def runs(self) -> list[Obj]: ...
+    def run(self, name: str) -> PipelineRun | None:
+        keys = self.catalog.run_keys_named(name)
+        if len(keys) > 1:
+            raise Conflict(
+                f"task {name!r} names runs in namespaces {', '.join(ns for ns, _ in keys)}",
+                task_id=name,
+            )
+        return self.catalog.runs.get(keys[0]) if keys else None
 
-    @abstractmethod
-    def run(self, name: str) -> Obj | None: ...
-
-    @abstractmethod
-    def batch(self, name: str) -> Obj | None: ...
+    def batches(self, name: str) -> list[PipelineBatch]:
+        """The PipelineBatches of batch task ``name`` (one per namespace)."""
+        return [self.catalog.batches[k] for k in self.catalog.batch_keys_named(name)]
 
     # writes ----------------------------------------------------------------------------------
     @abstractmethod
-    async def create_run(self, manifest: Obj) -> Obj:
+    async def create_run(self, namespace: str, manifest: Obj) -> PipelineRun:
         """Create a PipelineRun; returns the stored object (with its generated name)."""
 
     @abstractmethod
-    async def create_batch(self, manifest: Obj) -> Obj: ...
+    async def create_batch(self, namespace: str, manifest: Obj) -> PipelineBatch:
+        """Create a PipelineBatch; Conflict when its name is taken there."""
 
     @abstractmethod
-    async def patch_run(self, name: str, patch: Obj) -> Obj:
-        """JSON merge patch of a PipelineRun (raises NotFound when it is gone)."""
+    async def patch_run(self, run: PipelineRun, patch: Obj) -> PipelineRun:
+        """JSON merge patch of a PipelineRun's spec/metadata (NotFound when it is gone)."""
 
     @abstractmethod
-    async def patch_batch(self, name: str, patch: Obj) -> Obj: ...
+    async def patch_batch(self, batch: PipelineBatch, patch: Obj) -> PipelineBatch: ...
 
     @abstractmethod
-    async def delete_job(self, name: str) -> bool:
-        """Delete a run's Job with propagation Background; False when there was none."""
+    async def delete_run_job(self, run: PipelineRun) -> bool:
+        """Delete the run's own Job (its ownerReference is the run; deleted with a uid
+        precondition, propagation Background); False when there is none."""
+
+    @abstractmethod
+    async def report(self, run: PipelineRun) -> str | None:
+        """The run's report text (not kept in memory): read from the apiserver."""
 
     # waiting ---------------------------------------------------------------------------------
-    @abstractmethod
-    async def wait_for_run_end(self, name: str) -> Obj | None:
+    async def wait_for_run_end(self, run: PipelineRun) -> PipelineRun | None:
         """Wait (on the watch, no polling) until the run is terminal; None if it was deleted."""
+        current = self.catalog.runs.get((run.namespace, run.name), run)
+        return await self.catalog.waiters.wait(current)
+
+    def run_updates(self, run: PipelineRun) -> AsyncGenerator[PipelineRun, None]:
+        """The run as cached now, then again each time it changes (fed by the watch, no
+        polling). Ends after a terminal run, or when the run is deleted (so a last run that is
+        not terminal means it was deleted). A consumer slower than the changes gets the newest
+        state (intermediate ones coalesce), never a terminal one skipped. Close it
+        (`contextlib.aclosing`) when leaving early."""
+        current = self.catalog.runs.get((run.namespace, run.name), run)
+        return self.catalog.waiters.updates(current)
 
     # helpers ---------------------------------------------------------------------------------
-    def connection_lock(self, connection: str) -> asyncio.Lock:
+    def connection_lock(self, conn: ConnectionSummary) -> asyncio.Lock:
         """Serialises check-then-create for one connection inside this process."""
-        lock = self._locks.get(connection)
+        lock = self._locks.get(conn.key)
         if lock is None:
-            lock = self._locks[connection] = asyncio.Lock()
+            lock = self._locks[conn.key] = asyncio.Lock()
         return lock

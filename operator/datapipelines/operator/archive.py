@@ -1,7 +1,8 @@
 """Optional PostgreSQL archive of finished runs (``DATAPIPELINES_HISTORY_DSN``).
 
 The DDL and the row mapper live in :mod:`datapipelines.resources.history`, shared with the API.
-Inserts are idempotent (``ON CONFLICT DO NOTHING``); a failure is logged, never fatal.
+Inserts are idempotent (``ON CONFLICT DO NOTHING``): a run is archived when it ends (best effort)
+and again, required, right before retention deletes it — so no run is deleted unarchived.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ log = logging.getLogger(__name__)
 
 
 class Archive:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, timeout: float = 5.0) -> None:
         self.dsn = dsn
+        self.timeout = timeout
         self._ready = False
 
     async def _connect(self) -> Any:
         import psycopg
 
-        return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=5)
+        return await psycopg.AsyncConnection.connect(
+            self.dsn, autocommit=True, connect_timeout=max(1, int(self.timeout))
+        )
 
     async def ensure_table(self) -> None:
         async with await self._connect() as conn:

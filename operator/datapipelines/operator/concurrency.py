@@ -1,15 +1,17 @@
 """Which runs of one connection may start now (Forbid / Queue / Replace). Pure.
 
-The operator calls :func:`plan` with every run of a connection whenever one is created or
-ends; the plan is level-based (same input → same plan), so calling it again is harmless.
-Request order is ``(creationTimestamp, name)``.
+The plan is level-based (same runs → same plan), so calling it again is harmless. Request
+order is the run's queue order: creation time, then the etcd revision at which the operator
+first saw it (``status.sequence``), then the name — never the random name suffix alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from datapipelines.resources.models import ConcurrencyPolicy, RunPhase, is_terminal
+from datapipelines.resources.connection import ConcurrencyPolicy
+from datapipelines.resources.run import RunPhase, is_terminal
 
 from .status import REASON_CANCELLED, REASON_CONCURRENCY_FORBIDDEN, REASON_REPLACED
 
@@ -19,29 +21,25 @@ class RunRef:
     """The facts about one run that concurrency decisions need."""
 
     name: str
-    created: str
-    phase: str | None = None
+    order: tuple[datetime, int, str]
+    phase: RunPhase | None = None
     cancel_requested: bool = False
 
     @property
-    def order(self) -> tuple[str, str]:
-        return (self.created, self.name)
-
-    @property
     def running(self) -> bool:
-        return self.phase == RunPhase.RUNNING.value
+        return self.phase is RunPhase.RUNNING
 
     @property
     def pending(self) -> bool:
-        return self.phase in (None, "", RunPhase.QUEUED.value)
+        return self.phase in (None, RunPhase.QUEUED)
 
 
 @dataclass
 class Plan:
     start: list[str] = field(default_factory=list)
     """Pending runs to start now (create their Job)."""
-    queue: list[str] = field(default_factory=list)
-    """Pending runs that wait (phase Queued)."""
+    queue: list[tuple[str, str]] = field(default_factory=list)
+    """Pending runs that wait (phase Queued): (name, why)."""
     fail: list[tuple[str, str]] = field(default_factory=list)
     """Pending runs that end Failed without a Job: (name, message)."""
     cancel: list[tuple[str, str]] = field(default_factory=list)
@@ -49,11 +47,10 @@ class Plan:
     stop: list[tuple[str, str]] = field(default_factory=list)
     """Running runs to cancel (Replace): (name, message)."""
     active: list[str] = field(default_factory=list)
-    """Runs still active after the plan, in request order (the connection's activeRuns)."""
+    """Runs still active after the plan, in request order."""
 
 
-def plan(policy: ConcurrencyPolicy | str, runs: list[RunRef]) -> Plan:
-    policy = ConcurrencyPolicy(policy)
+def plan(policy: ConcurrencyPolicy, runs: list[RunRef]) -> Plan:
     ordered = sorted((r for r in runs if not is_terminal(r.phase)), key=lambda r: r.order)
     result = Plan()
     running = [r for r in ordered if r.running]
@@ -74,8 +71,7 @@ def plan(policy: ConcurrencyPolicy | str, runs: list[RunRef]) -> Plan:
         pending = [newest]
 
     for index, r in enumerate(pending):
-        may_start = not running and index == 0
-        if may_start:
+        if not running and index == 0:
             result.start.append(r.name)
         elif policy is ConcurrencyPolicy.FORBID:
             blocker = running[0].name if running else pending[0].name
@@ -87,7 +83,14 @@ def plan(policy: ConcurrencyPolicy | str, runs: list[RunRef]) -> Plan:
                 )
             )
         else:
-            result.queue.append(r.name)
+            blocker = running[0].name if running else pending[0].name
+            result.queue.append(
+                (
+                    r.name,
+                    f"waiting for run {blocker} of this connection to end "
+                    f"(concurrency policy {policy.value})",
+                )
+            )
 
     finished = {n for n, _ in result.fail} | {n for n, _ in result.cancel}
     result.active = [r.name for r in ordered if r.name not in finished]

@@ -1,13 +1,13 @@
 """PipelineRun + PipelineConnection → the batch/v1 Job that runs the runner. Pure.
 
-See docs/contracts.md ("Operator → runner pod") for the env vars and the Secret file layout.
+See docs/contracts.md ("Operator → runner pod") for the env vars and the volume layout; the
+names are the shared contract's (``datapipelines.resources.podcontract``).
 """
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import json
-import posixpath
 from typing import Any
 
 from datapipelines.resources import (
@@ -20,96 +20,79 @@ from datapipelines.resources import (
     MANAGED_BY_OPERATOR,
     RUN_KIND,
 )
-from datapipelines.resources.models import DEFAULT_DUCKDB_PATH
+from datapipelines.resources import podcontract as pod
+from datapipelines.resources.connection import (
+    ConnectionSpec,
+    DestinationType,
+    SourceType,
+    VolumeSource,
+)
+from datapipelines.resources.run import PipelineRun
 
-from .config import DATA_DIR, RUNNER_CONTAINER, RUNNER_UID, SECRETS_DIR, Settings
+from .config import Settings
 
-MAX_NAME = 63
-
-
-def short_name(base: str, suffix: str = "", limit: int = MAX_NAME) -> str:
-    """``base-suffix`` (or ``base``), shortened with a stable hash to fit ``limit``."""
-    full = f"{base}-{suffix}" if suffix else base
-    if len(full) <= limit:
-        return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    tail = f"-{digest}-{suffix}" if suffix else f"-{digest}"
-    return base[: limit - len(tail)].rstrip("-") + tail
-
-
-def secret_refs(spec: Any) -> list[dict[str, str]]:
-    """Every ``*SecretRef {name, key}`` anywhere in a connection spec, deduplicated, in order."""
-    found: list[dict[str, str]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if (
-                    key.endswith("SecretRef")
-                    and isinstance(value, dict)
-                    and isinstance(value.get("name"), str)
-                    and isinstance(value.get("key"), str)
-                ):
-                    ref = {"name": value["name"], "key": value["key"]}
-                    if ref not in found:
-                        found.append(ref)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(spec)
-    return found
+RESTRICTED_CONTAINER: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": pod.RUNNER_UID,
+    "runAsGroup": pod.RUNNER_UID,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
-def run_labels(run: dict[str, Any]) -> dict[str, str]:
+def run_labels(run: PipelineRun) -> dict[str, str]:
     """Labels tying a Job/pod to its run, connection and batch."""
-    meta = run["metadata"]
-    spec = run.get("spec") or {}
     labels = {
-        LABEL_RUN: meta["name"],
-        LABEL_CONNECTION: spec["connectionName"],
+        LABEL_RUN: run.name,
+        LABEL_CONNECTION: run.spec.connection_name,
+        LABEL_TRIGGER: run.spec.trigger.value,
         LABEL_MANAGED_BY: MANAGED_BY_OPERATOR,
         "app.kubernetes.io/name": "datapipelines-runner",
         "app.kubernetes.io/component": "runner",
         "app.kubernetes.io/part-of": "datapipelines",
     }
-    trigger = spec.get("trigger")
-    if trigger:
-        labels[LABEL_TRIGGER] = trigger
-    batch = (meta.get("labels") or {}).get(LABEL_BATCH)
+    batch = run.metadata.labels.get(LABEL_BATCH)
     if batch:
         labels[LABEL_BATCH] = batch
     return labels
 
 
-def _path_of_bucket(url: str) -> str | None:
+def bucket_dir(url: str) -> str | None:
     """Local directory of a filesystem source (``file:///x`` or ``/x``), else None."""
-    if url.startswith("file://"):
-        url = url[len("file://") :]
-    return url.rstrip("/") or "/" if url.startswith("/") else None
+    path = url.removeprefix("file://")
+    if not path.startswith("/"):
+        return None
+    return path.rstrip("/") or "/"
 
 
-def _volumes(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    volumes: list[dict[str, Any]] = [
+def _volume(name: str, source: VolumeSource) -> dict[str, Any]:
+    return {"name": name, **source.model_dump(by_alias=True, exclude_none=True)}
+
+
+def volumes(
+    spec: ConnectionSpec, settings: Settings
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pod's volumes and the runner container's mounts."""
+    vols: list[dict[str, Any]] = [
         {"name": "data", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
-        {"name": "data", "mountPath": DATA_DIR},
-        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "data", "mountPath": pod.DATA_DIR},
+        {"name": "tmp", "mountPath": pod.TMP_DIR},
     ]
-
     # One Secret volume per Secret, projecting exactly the referenced keys.
     by_secret: dict[str, list[str]] = {}
-    for ref in secret_refs(spec):
-        by_secret.setdefault(ref["name"], [])
-        if ref["key"] not in by_secret[ref["name"]]:
-            by_secret[ref["name"]].append(ref["key"])
+    for ref in spec.secret_refs():
+        keys = by_secret.setdefault(ref.name, [])
+        if ref.key not in keys:
+            keys.append(ref.key)
     for index, (name, keys) in enumerate(sorted(by_secret.items())):
         vol = f"secret-{index}"
-        volumes.append(
+        vols.append(
             {
                 "name": vol,
                 "secret": {
@@ -119,80 +102,74 @@ def _volumes(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str,
                 },
             }
         )
-        mounts.append({"name": vol, "mountPath": f"{SECRETS_DIR}/{name}", "readOnly": True})
+        mounts.append({"name": vol, "mountPath": f"{pod.SECRETS_DIR}/{name}", "readOnly": True})
 
-    destination = spec.get("destination") or {}
-    if destination.get("type", "duckdb") == "duckdb":
-        duck = destination.get("duckdb") or {}
-        path = duck.get("path") or DEFAULT_DUCKDB_PATH
-        directory = posixpath.dirname(path)
-        source = duck.get("volume") or None
-        if directory == DATA_DIR:
-            if source:  # the DuckDB volume is the data volume itself
-                volumes[0] = {"name": "data", **source}
-        elif source or not directory.startswith(DATA_DIR + "/"):
-            volumes.append({"name": "duckdb", **(source or {"emptyDir": {}})})
-            mounts.append({"name": "duckdb", "mountPath": directory})
+    if spec.destination.type is DestinationType.DUCKDB:
+        duck = spec.destination.duck
+        if duck.on_warehouse and settings.warehouse_claim:
+            vols.append(
+                {
+                    "name": "warehouse",
+                    "persistentVolumeClaim": {"claimName": settings.warehouse_claim},
+                }
+            )
+            mounts.append({"name": "warehouse", "mountPath": pod.WAREHOUSE_DIR})
+        elif duck.volume is not None:
+            vols.append(_volume("duckdb", duck.volume))
+            mounts.append({"name": "duckdb", "mountPath": pod.dirname(duck.file)})
 
-    fs = (spec.get("source") or {}).get("filesystem") or {}
-    if spec.get("type") == "filesystem" and fs.get("volume"):
-        path = _path_of_bucket(fs.get("bucketUrl", ""))
+    fs = spec.source.filesystem
+    if spec.type is SourceType.FILESYSTEM and fs is not None and fs.volume is not None:
+        path = bucket_dir(fs.bucket_url)
         if path:
-            volumes.append({"name": "source", **fs["volume"]})
+            vols.append(_volume("source", fs.volume))
             mounts.append({"name": "source", "mountPath": path, "readOnly": True})
-    return volumes, mounts
+    return vols, mounts
+
+
+def runner_env(
+    name: str, namespace: str, run: PipelineRun, spec: ConnectionSpec, settings: Settings
+) -> list[dict[str, Any]]:
+    ours: list[dict[str, Any]] = [
+        {"name": pod.ENV_CONNECTION_NAME, "value": name},
+        {"name": pod.ENV_RUN_NAME, "value": run.name},
+        {"name": pod.ENV_NAMESPACE, "value": namespace},
+        {
+            "name": pod.ENV_POD_NAME,
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+        },
+        {
+            "name": pod.ENV_CONNECTION_SPEC,
+            "value": json.dumps(spec.to_k8s(), separators=(",", ":"), sort_keys=True),
+        },
+        {"name": pod.ENV_SECRETS_DIR, "value": pod.SECRETS_DIR},
+        {"name": pod.ENV_DATA_DIR, "value": pod.DATA_DIR},
+        {"name": pod.ENV_KUBE_API, "value": settings.kube_api},
+        {"name": pod.ENV_LOG_FORMAT, "value": settings.log_format},
+    ]
+    user = [e.to_k8s() for e in spec.runner.env if not e.name.startswith(pod.RESERVED_ENV_PREFIX)]
+    return user + ours
 
 
 def render_job(
-    connection: dict[str, Any], run: dict[str, Any], settings: Settings
+    connection: str, spec: ConnectionSpec, run: PipelineRun, settings: Settings
 ) -> dict[str, Any]:
-    """The Job manifest for ``run`` of ``connection`` (both as apiserver objects)."""
-    meta = run["metadata"]
-    name = meta["name"]
-    namespace = meta.get("namespace") or connection["metadata"].get("namespace")
-    spec = connection.get("spec") or {}
-    runner = spec.get("runner") or {}
+    """The Job manifest for ``run`` of the connection named ``connection``."""
+    namespace = run.namespace
     labels = run_labels(run)
-    volumes, mounts = _volumes(spec)
-
-    ours = [
-        {"name": "DATAPIPELINES_CONNECTION_NAME", "value": connection["metadata"]["name"]},
-        {"name": "DATAPIPELINES_RUN_NAME", "value": name},
-        {"name": "DATAPIPELINES_NAMESPACE", "value": namespace},
-        {
-            "name": "DATAPIPELINES_CONNECTION_SPEC",
-            "value": json.dumps(spec, separators=(",", ":"), sort_keys=True),
-        },
-        {"name": "DATAPIPELINES_SECRETS_DIR", "value": SECRETS_DIR},
-        {"name": "DATAPIPELINES_DATA_DIR", "value": DATA_DIR},
-        {"name": "DATAPIPELINES_KUBE_API", "value": settings.kube_api},
-        {"name": "DATAPIPELINES_LOG_FORMAT", "value": settings.log_format},
-    ]
-    reserved = {e["name"] for e in ours}
-    user_env = [e for e in runner.get("env") or [] if e.get("name") not in reserved]
-
+    vols, mounts = volumes(spec, settings)
     container: dict[str, Any] = {
-        "name": RUNNER_CONTAINER,
-        "image": runner.get("image") or settings.runner_image,
+        "name": pod.RUNNER_CONTAINER,
+        "image": spec.runner.image or settings.runner_image,
         "imagePullPolicy": settings.runner_image_pull_policy,
-        "env": user_env + ours,
+        "env": runner_env(connection, namespace, run, spec, settings),
         "volumeMounts": mounts,
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": pod.TERMINATION_LOG,
         "terminationMessagePolicy": "File",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUNNER_UID,
-            "runAsGroup": RUNNER_UID,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(RESTRICTED_CONTAINER),
     }
-    if runner.get("resources"):
-        container["resources"] = runner["resources"]
-
+    if spec.runner.resources is not None:
+        container["resources"] = spec.runner.resources.to_k8s()
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": settings.runner_service_account,
@@ -201,52 +178,54 @@ def render_job(
         "hostNetwork": settings.runner_host_network,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": RUNNER_UID,
-            "runAsGroup": RUNNER_UID,
-            "fsGroup": RUNNER_UID,
+            "runAsUser": pod.RUNNER_UID,
+            "runAsGroup": pod.RUNNER_UID,
+            "fsGroup": pod.RUNNER_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": volumes,
+        "volumes": vols,
     }
     if settings.runner_host_network:
         pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
-
+    if settings.runner_node_selector:
+        pod_spec["nodeSelector"] = dict(settings.runner_node_selector)
+    if settings.runner_tolerations:
+        pod_spec["tolerations"] = list(settings.runner_tolerations)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": name,
+            "name": run.name,
             "namespace": namespace,
             "labels": labels,
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
                     "kind": RUN_KIND,
-                    "name": name,
-                    "uid": meta["uid"],
+                    "name": run.name,
+                    "uid": run.metadata.uid,
                     "controller": True,
                     "blockOwnerDeletion": True,
                 }
             ],
         },
         "spec": {
-            "backoffLimit": int(spec.get("retries", 2)),
-            "activeDeadlineSeconds": int(spec.get("timeoutSeconds", 3600)),
+            "backoffLimit": spec.retries,
+            "activeDeadlineSeconds": spec.timeout_seconds,
             "ttlSecondsAfterFinished": settings.job_ttl_seconds,
             "completions": 1,
             "parallelism": 1,
             # A new attempt starts only once the previous pod is gone: never two runners at once.
             "podReplacementPolicy": "Failed",
-            # Exit code 2 = bad configuration: retrying cannot help.
             "podFailurePolicy": {
                 "rules": [
-                    {
+                    {  # bad configuration or a broken schema contract: retrying cannot help
                         "action": "FailJob",
                         "onExitCodes": {
-                            "containerName": RUNNER_CONTAINER,
+                            "containerName": pod.RUNNER_CONTAINER,
                             "operator": "In",
-                            "values": [2],
+                            "values": list(pod.EXIT_NO_RETRY),
                         },
                     },
                     {

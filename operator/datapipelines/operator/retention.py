@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from datapipelines.resources.models import is_terminal
+from datetime import datetime
 
 
 @dataclass(frozen=True)
 class FinishedRef:
     name: str
-    phase: str | None
-    finished: str
-    """completionTime, else creationTimestamp (RFC 3339, sortable)."""
+    finished: datetime
+    """completionTime, else creationTimestamp."""
+    sequence: int = 0
+    """Queue order, for runs that ended in the same second."""
+    held: bool = False
+    """Someone still needs the object (its batch has not recorded its outcome yet)."""
 
 
 def to_delete(runs: list[FinishedRef], history_limit: int) -> list[str]:
-    """Finished runs beyond the newest ``history_limit``; an active run is never returned."""
-    finished = sorted(
-        (r for r in runs if is_terminal(r.phase)),
-        key=lambda r: (r.finished, r.name),
-        reverse=True,
-    )
-    return [r.name for r in finished[max(0, history_limit) :]]
+    """Finished runs beyond the newest ``history_limit`` that nobody holds (oldest first)."""
+    newest_first = sorted(runs, key=lambda r: (r.finished, r.sequence, r.name), reverse=True)
+    beyond = newest_first[max(0, history_limit) :]
+    return [r.name for r in reversed(beyond) if not r.held]

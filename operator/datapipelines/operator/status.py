@@ -1,23 +1,33 @@
-"""Job + its pods (+ what the runner already wrote) → the run's observed state. Pure.
+"""A started run's Job + pods (+ the runner's own report) → the run's observed state. Pure.
 
-Precedence of the result (docs/contracts.md): ``status.result`` written by the runner, else
-the last pod's termination message, else an infrastructure error read from the Job and its
-pods (DeadlineExceeded, BackoffLimitExceeded, OOMKilled, image pull errors, …). Nothing is
-guessed: when the outcome is unknown the message says so.
+Precedence of the result (docs/ownership.md): the runner's ``status.runnerResult``, else the
+newest pod's termination message, else an infrastructure error read from the Job and its pods
+(DeadlineExceeded, BackoffLimitExceeded, OOMKilled, image pull errors, …). A result that
+contradicts the Job's outcome (an earlier attempt's) is skipped. Nothing is guessed: when the
+outcome is unknown the message says so.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from datapipelines.resources.models import RunPhase
+from pydantic import ValidationError
 
-from .config import RUNNER_CONTAINER
+from datapipelines.resources.run import (
+    PipelineRun,
+    ResultSource,
+    RunnerResult,
+    RunPhase,
+    RunResult,
+)
+from datapipelines.resources.times import duration_ms
 
-#: Container waiting reasons that mean the pod cannot start by itself.
+from .views import JobView, PodView
+
+#: Container waiting reasons that mean the pod cannot start by itself (for the message; the
+#: run fails on them only after startTimeoutSeconds: image pulls and Secrets may recover).
 STUCK_WAITING_REASONS = frozenset(
     {
         "ErrImagePull",
@@ -30,8 +40,10 @@ STUCK_WAITING_REASONS = frozenset(
     }
 )
 
-# Machine-readable reasons at the start of messages/errors (the condition reason is the phase).
+# Machine-readable causes at the start of messages/errors (the condition reason is the phase).
 REASON_JOB_DELETED = "JobDeleted"
+REASON_JOB_REJECTED = "JobRejected"
+REASON_POD_NOT_STARTED = "PodNotStarted"
 REASON_CONCURRENCY_FORBIDDEN = "ConcurrencyForbidden"
 REASON_REPLACED = "Replaced"
 REASON_CONNECTION_NOT_FOUND = "ConnectionNotFound"
@@ -39,72 +51,27 @@ REASON_CONNECTION_INVALID = "ConnectionInvalid"
 REASON_CANCELLED = "CancelRequested"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Observed:
-    """What the operator should write into a run's status."""
+    """What the run's status should say, and what the caller must do about its Job."""
 
     phase: RunPhase
     message: str = ""
     attempts: int = 0
-    start_time: str | None = None
-    completion_time: str | None = None
-    result: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    result: RunResult | None = None
+    delete_job: bool = False
+    """The Job must go: a cancel request, or a pod that did not start in time."""
+    recheck_at: datetime | None = None
+    """When to look again even without an event (the start deadline)."""
 
     @property
     def terminal(self) -> bool:
         return self.phase.terminal
 
 
-def _cond(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for c in (job.get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_ and c.get("status") == "True":
-            return c
-    return None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _duration_ms(start: str | None, end: str | None) -> int | None:
-    s, e = _parse_time(start), _parse_time(end)
-    if s is None or e is None:
-        return None
-    return max(0, int((e - s).total_seconds() * 1000))
-
-
-def sort_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pods oldest first (creationTimestamp, then name)."""
-    return sorted(
-        pods,
-        key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]),
-    )
-
-
-def _runner_status(pod: dict[str, Any]) -> dict[str, Any]:
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        if cs.get("name") == RUNNER_CONTAINER:
-            return cs
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return statuses[0] if statuses else {}
-
-
-def terminated_state(pod: dict[str, Any]) -> dict[str, Any] | None:
-    cs = _runner_status(pod)
-    return (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get(
-        "terminated"
-    )
-
-
-def waiting_state(pod: dict[str, Any]) -> dict[str, Any] | None:
-    cs = _runner_status(pod)
-    return (cs.get("state") or {}).get("waiting")
-
-
-def parse_termination_message(message: str | None) -> dict[str, Any] | None:
+def parse_termination_message(message: str | None) -> RunnerResult | None:
     """The runner's JSON result from a termination message, or None if it is not one."""
     if not message:
         return None
@@ -112,171 +79,212 @@ def parse_termination_message(message: str | None) -> dict[str, Any] | None:
         data = json.loads(message)
     except ValueError:
         return None
-    if isinstance(data, dict) and isinstance(data.get("success"), bool):
-        return data
-    return None
+    if not isinstance(data, dict) or not isinstance(data.get("success"), bool):
+        return None
+    try:
+        return RunnerResult.model_validate(data)
+    except ValidationError:
+        return None
 
 
-def pod_problem(pod: dict[str, Any]) -> str | None:
+def pod_problem(pod: PodView) -> str | None:
     """A human-readable infrastructure problem of one pod, or None."""
-    waiting = waiting_state(pod)
-    if waiting and waiting.get("reason") in STUCK_WAITING_REASONS:
-        return f"{waiting['reason']}: {waiting.get('message') or 'container cannot start'}"
-    term = terminated_state(pod)
-    if term:
-        reason = term.get("reason") or ""
-        code = term.get("exitCode")
-        if reason == "OOMKilled":
-            return f"OOMKilled: the runner exceeded its memory limit (exit code {code})"
-        if reason not in ("Completed", "Error", ""):
-            return f"{reason}: runner terminated with exit code {code}"
-        if code not in (None, 0) and not parse_termination_message(term.get("message")):
-            text = (term.get("message") or "").strip()
+    c = pod.container
+    if c.waiting_reason in STUCK_WAITING_REASONS:
+        return f"{c.waiting_reason}: {c.waiting_message or 'container cannot start'}"
+    if c.terminated:
+        if c.reason == "OOMKilled":
+            return f"OOMKilled: the runner exceeded its memory limit (exit code {c.exit_code})"
+        if c.reason not in ("Completed", "Error", ""):
+            return f"{c.reason}: runner terminated with exit code {c.exit_code}"
+        if c.exit_code not in (None, 0) and parse_termination_message(c.message) is None:
+            text = c.message.strip()
             suffix = f": {text[:2000]}" if text else ""
-            return f"ExitCode{code}: runner exited with code {code}{suffix}"
-    pod_status = pod.get("status") or {}
-    if pod_status.get("reason") in ("Evicted", "DeadlineExceeded", "Preempting"):
-        return f"{pod_status['reason']}: {pod_status.get('message') or ''}".rstrip(": ")
+            return f"ExitCode{c.exit_code}: runner exited with code {c.exit_code}{suffix}"
+    if pod.reason in ("Evicted", "DeadlineExceeded", "Preempting"):
+        return f"{pod.reason}: {pod.message}".rstrip(": ")
+    if pod.unschedulable:
+        return pod.unschedulable
     return None
 
 
-def count_attempts(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> int:
+def started(pod: PodView) -> bool:
+    return pod.container.running or pod.container.terminated or pod.phase in ("Running",)
+
+
+def count_attempts(job: JobView | None, pods: list[PodView]) -> int:
     """Pods tried so far: the pods that exist, or the Job's counters if more (pods removed)."""
     counted = 0
-    if job:
-        st = job.get("status") or {}
-        counted = int(st.get("failed") or 0) + int(st.get("succeeded") or 0)
-        counted += int(st.get("active") or 0) + int(st.get("terminating") or 0)
+    if job is not None:
+        counted = job.failed + job.succeeded + job.active + job.terminating
     return max(counted, len(pods))
 
 
-def job_failure(job: dict[str, Any]) -> str:
+def job_failure(job: JobView) -> str:
     """``Reason: message`` of a failed Job (BackoffLimitExceeded, DeadlineExceeded, …)."""
-    cond = _cond(job, "Failed") or {}
-    reason = cond.get("reason") or "JobFailed"
-    message = cond.get("message") or "the Job failed"
+    cond = job.condition("Failed")
+    reason = (cond.reason if cond else "") or "JobFailed"
+    message = (cond.message if cond else "") or "the Job failed"
     return f"{reason}: {message}"
 
 
-def _result_from(
-    status_result: dict[str, Any] | None,
-    pods: list[dict[str, Any]],
-    succeeded: bool | None = None,
-) -> dict[str, Any] | None:
-    """The runner's own result: status.result, else the newest pod's termination message.
-
-    With ``succeeded`` given (the Job's outcome), a result that contradicts it (a failed
-    attempt's result left in status when a later attempt succeeded) is skipped.
-    """
-    candidates: list[dict[str, Any]] = []
-    if status_result and isinstance(status_result.get("success"), bool):
-        candidates.append(dict(status_result))
-    for pod in reversed(sort_pods(pods)):
-        term = terminated_state(pod)
-        parsed = parse_termination_message((term or {}).get("message"))
+def runner_result(
+    run: PipelineRun, pods: list[PodView], succeeded: bool | None = None
+) -> tuple[RunnerResult | None, ResultSource | None]:
+    """The runner's own result: status.runnerResult, else the newest pod's termination message
+    (pods oldest first). With ``succeeded`` (the Job's outcome) a contradicting one is skipped."""
+    candidates: list[tuple[RunnerResult, ResultSource]] = []
+    reported = run.status.runner_result
+    newest = pods[-1] if pods else None
+    stale = (
+        reported is not None
+        and reported.pod_name is not None
+        and newest is not None
+        and reported.pod_name != newest.name
+        and parse_termination_message(newest.container.message) is not None
+    )
+    if reported is not None and not stale:
+        candidates.append((reported, ResultSource.RUNNER))
+    for pod in reversed(pods):
+        parsed = parse_termination_message(pod.container.message)
         if parsed is not None:
-            candidates.append(parsed)
-    for candidate in candidates:
-        if succeeded is None or candidate["success"] is succeeded:
-            return candidate
-    return None
+            candidates.append((parsed, ResultSource.TERMINATION_MESSAGE))
+    if reported is not None and stale:
+        candidates.append((reported, ResultSource.RUNNER))
+    for candidate, source in candidates:
+        if succeeded is None or candidate.success is succeeded:
+            return candidate, source
+    return None, None
+
+
+def _result(
+    phase: RunPhase,
+    found: tuple[RunnerResult | None, ResultSource | None],
+    error: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> RunResult:
+    runner, source = found
+    if runner is not None:
+        data = runner.model_dump(exclude={"pod_name"})
+        if source is ResultSource.RUNNER:
+            data["report"] = None  # it stays in status.runnerResult; no second copy
+        result = RunResult(**data, source=source)
+    else:
+        result = RunResult(success=phase is RunPhase.SUCCEEDED, source=ResultSource.OPERATOR)
+    if phase is not RunPhase.SUCCEEDED:
+        result.success = False
+        if error and not result.error:
+            result.error = error
+    if result.duration_ms is None:
+        result.duration_ms = duration_ms(start, end)
+    return result
 
 
 def derive(
     *,
-    job: dict[str, Any] | None,
-    pods: list[dict[str, Any]],
-    run_status: dict[str, Any] | None,
+    run: PipelineRun,
+    job: JobView | None,
+    pods: list[PodView],
     cancel_requested: bool,
-    now: str,
+    start_timeout_seconds: int,
+    now: datetime,
 ) -> Observed:
-    """The run's state once its Job exists (or existed). ``job`` None = the Job is gone.
+    """The state of a run whose Job exists or existed (``job`` None = it is gone)."""
+    attempts = max(count_attempts(job, pods), run.status.attempts or 0)
+    start = run.status.start_time or (job.created if job else None)
 
-    Only call this for a run that has been started (it has a Job or had one); Queued runs
-    are decided by the concurrency module.
-    """
-    run_status = run_status or {}
-    pods = sort_pods(pods)
-    attempts = max(count_attempts(job, pods), int(run_status.get("attempts") or 0))
-    start = run_status.get("startTime") or (job or {}).get("metadata", {}).get("creationTimestamp")
-    runner_result = _result_from(run_status.get("result"), pods)
-
-    def finish(phase: RunPhase, message: str, error: str | None) -> Observed:
+    def finish(
+        phase: RunPhase, message: str, error: str | None, succeeded: bool | None
+    ) -> Observed:
         end = now
         if job is not None:
-            st = job.get("status") or {}
-            end = (
-                st.get("completionTime")
-                or (_cond(job, "Failed") or {}).get("lastTransitionTime")
-                or now
-            )
-        result: dict[str, Any] = (
-            dict(runner_result) if runner_result else {"success": phase is RunPhase.SUCCEEDED}
-        )
-        if phase is not RunPhase.SUCCEEDED:
-            result["success"] = False
-            if error and not result.get("error"):
-                result["error"] = error
-        if result.get("durationMs") is None:
-            result["durationMs"] = _duration_ms(start, end)
+            failed = job.condition("Failed")
+            end = job.completion_time or (failed.last_transition_time if failed else None) or now
+        found = runner_result(run, pods, succeeded)
         return Observed(
             phase=phase,
-            message=message,
+            message=message[:32000],
             attempts=attempts,
             start_time=start,
             completion_time=end,
-            result=result,
+            result=_result(phase, found, error[:32000] if error else None, start, end),
         )
 
     if job is None:
         if cancel_requested:
-            return finish(RunPhase.CANCELLED, "the run was cancelled", "cancelled by request")
-        if runner_result is not None:
-            phase = RunPhase.SUCCEEDED if runner_result["success"] else RunPhase.FAILED
-            return finish(phase, "the Job is gone; the runner had reported its result", None)
+            return finish(RunPhase.CANCELLED, "the run was cancelled", "cancelled by request", None)
+        found, _ = runner_result(run, pods)
+        if found is not None:
+            phase = RunPhase.SUCCEEDED if found.success else RunPhase.FAILED
+            return finish(phase, "the Job is gone; the runner had reported its result", None, None)
         msg = (
             f"{REASON_JOB_DELETED}: the Job was deleted before the run's outcome was recorded "
             "(not by a cancel request)"
         )
-        return finish(RunPhase.FAILED, msg, msg)
+        return finish(RunPhase.FAILED, msg, msg, None)
 
-    if _cond(job, "Complete"):
-        runner_result = _result_from(run_status.get("result"), pods, succeeded=True)
-        return finish(RunPhase.SUCCEEDED, "the runner finished successfully", None)
+    if job.condition("Complete"):
+        return finish(RunPhase.SUCCEEDED, "the runner finished successfully", None, True)
 
-    if _cond(job, "Failed"):
+    if job.condition("Failed"):
         infra = job_failure(job)
         problems = [p for p in (pod_problem(p) for p in pods) if p]
-        detail = problems[-1] if problems else None
-        if runner_result is not None and runner_result.get("error"):
-            error = runner_result["error"]
-            message = f"{infra}; runner: {error}"
+        runner, _ = runner_result(run, pods, False)
+        if runner is not None and runner.error:
+            error, message = runner.error, f"{infra}; runner: {runner.error}"
         else:
-            error = f"{infra} ({detail})" if detail else infra
+            error = f"{infra} ({problems[-1]})" if problems else infra
             message = error
         if cancel_requested:
-            return finish(RunPhase.CANCELLED, "the run was cancelled", error)
-        return finish(RunPhase.FAILED, message[:32000], error[:32000])
+            return finish(RunPhase.CANCELLED, "the run was cancelled", error, False)
+        return finish(RunPhase.FAILED, message, error, False)
 
     if cancel_requested:
-        # Still there: the caller deletes it; until it is gone the run is Running.
         return Observed(
             phase=RunPhase.RUNNING,
             message="cancel requested: deleting the Job",
             attempts=attempts,
             start_time=start,
+            delete_job=True,
         )
 
     current = pods[-1] if pods else None
-    if current is None:
-        message = "Job created, waiting for its pod"
-    else:
+    waiting_since = (current.created if current else None) or job.created or now
+    deadline = waiting_since + timedelta(seconds=start_timeout_seconds)
+    attempt = max(attempts, 1)
+    if current is not None and started(current):
         problem = pod_problem(current)
-        pod_phase = str((current.get("status") or {}).get("phase") or "Pending")
-        if problem:
-            message = f"attempt {attempts}: {problem}"
-        elif pod_phase == "Pending":
-            message = f"attempt {attempts}: pod pending"
-        else:
-            message = f"attempt {attempts}: runner {pod_phase.lower()}"
-    return Observed(phase=RunPhase.RUNNING, message=message, attempts=attempts, start_time=start)
+        message = attempt_message(attempt, problem)
+        return Observed(phase=RunPhase.RUNNING, message=message, attempts=attempt, start_time=start)
+    problem = pod_problem(current) if current is not None else None
+    if now >= deadline:
+        why = problem or (
+            "the pod was not created" if current is None else f"the pod is {current.phase}"
+        )
+        error = (
+            f"{REASON_POD_NOT_STARTED}: the runner's pod did not start within "
+            f"{start_timeout_seconds} s (startTimeoutSeconds): {why}"
+        )
+        return Observed(
+            phase=RunPhase.FAILED,
+            message=error,
+            attempts=attempt,
+            start_time=start,
+            completion_time=now,
+            result=_result(RunPhase.FAILED, (None, None), error, start, now),
+            delete_job=True,
+        )
+    return Observed(
+        phase=RunPhase.RUNNING,
+        message=attempt_message(attempt, problem),
+        attempts=attempt,
+        start_time=start,
+        recheck_at=deadline,
+    )
+
+
+def attempt_message(attempt: int, problem: str | None = None) -> str:
+    """The Running condition's message: the attempt, and a problem when there is one. It does
+    not follow every pod transition (pending, running): each change is a status write."""
+    return f"attempt {attempt}: {problem}" if problem else f"attempt {attempt}"

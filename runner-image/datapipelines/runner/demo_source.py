@@ -5,8 +5,9 @@
 has an empty `items` list. Record `i` (1-based) has `id = i` and `updated_at = 2024-01-01T00:00:00Z
 + i seconds`, so `updated_since` (inclusive) is a cursor. Any other path is a 404.
 
-Options: a bearer token (401 without it), a per-page delay (to make a run slow enough to cancel)
-and HTTP 500 from page K on (to test failures). Tests change `DemoState` while it serves.
+Options: a bearer token (401 without it), a per-page delay (to make a run slow enough to cancel),
+HTTP 500 from page K on (to test failures) and a `tags` list of two per record (nested data).
+Tests change `DemoState` while it serves.
 
     python -m datapipelines.runner.demo_source --port 8765 --records 1000 --page-size 100
 """
@@ -42,6 +43,7 @@ class DemoState:
     fail_from_page: int | None = None
     fail_status: int = 500
     nested: bool = False  # add a `tags` list to each record (a nested table in the destination)
+    extra_fields: dict[str, Any] = field(default_factory=dict)  # added to (or replacing) fields
     requests: list[str] = field(default_factory=list)
     first_request_at: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -94,6 +96,9 @@ def render_page(state: DemoState, query: dict[str, list[str]]) -> tuple[int, dic
     first = start_id + (page - 1) * size
     last = min(state.records, first + size - 1)
     items = [record(i) for i in range(first, last + 1)]
+    if state.extra_fields:
+        for item in items:
+            item.update(state.extra_fields)
     if state.nested:
         for item in items:
             item["tags"] = [{"tag": item["category"]}, {"tag": f"t{item['id'] % 4}"}]
@@ -171,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=None, help="require this bearer token")
     parser.add_argument("--token-file", default=None, help="read the bearer token from a file")
     parser.add_argument("--fail-from-page", type=int, default=None, help="HTTP 500 from page K")
+    parser.add_argument(
+        "--nested", action="store_true", help="a `tags` list per record (a nested table)"
+    )
     args = parser.parse_args(argv)
     token = args.token
     if args.token_file:
@@ -182,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         delay_ms=args.delay_ms,
         token=token,
         fail_from_page=args.fail_from_page,
+        nested=args.nested,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     server = make_server(args.host, args.port, state)

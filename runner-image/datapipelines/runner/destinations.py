@@ -1,8 +1,12 @@
 """The connection's destination as a dlt destination, and the file format to load with.
 
-PostgreSQL loads `csv` files with COPY; DuckDB loads `jsonl` (Python rows) or `parquet` (Arrow
-sources). Both are the fastest measured paths (RUNNER-NOTES). The dataset is the connection's
-schemaName.
+PostgreSQL loads `csv` files with COPY; DuckDB loads `parquet` for sources that yield Arrow
+tables (sql_database, csv/parquet files, rest_api pages — flat pages are Arrow tables, see
+arrowpages.py) and `jsonl` for jsonl files. Those are the fastest measured paths (`make bench`).
+The dataset is the connection's schemaName.
+
+Credentials are given as dicts, never as connection strings: dlt parses strings with
+SQLAlchemy, whose import alone takes ~0.15 s of the start-up.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from datapipelines.resources import podcontract as pod
+from datapipelines.resources.connection import ConnectionSpec, DestinationType
+
 from . import secrets
-from .config import ConnectionSpec
 from .errors import ConfigError
 
-DUCKDB_DEFAULT_FILE = "duckdb/datapipelines.duckdb"
+#: The default file relative to the data dir (in a pod: the warehouse volume's default file).
+DUCKDB_DEFAULT_FILE = pod.WAREHOUSE_DEFAULT_FILE.removeprefix(pod.DATA_DIR + "/")
 
 
 @dataclass(frozen=True)
@@ -27,23 +34,21 @@ class DestinationSetup:
 
 
 def duckdb_path(spec: ConnectionSpec, data_dir: str) -> Path:
-    configured = spec.destination.duckdb.path if spec.destination.duckdb else None
+    """The DuckDB file: the spec's path, else the default file under the data dir (in a pod
+    the warehouse volume). schemaName ≠ file stem is a rule of the spec itself."""
+    configured = spec.destination.duck.path
     path = Path(configured) if configured else Path(data_dir) / DUCKDB_DEFAULT_FILE
     if not path.is_absolute():
         path = Path.cwd() / path
-    if path.stem == spec.schema_name:
-        # DuckDB cannot tell the catalog (file name) from a schema of the same name
-        raise ConfigError(
-            f"schemaName {spec.schema_name!r} must differ from the DuckDB file name {path.name!r}"
-        )
     return path
 
 
-def build_destination(spec: ConnectionSpec, data_dir: str, arrow_source: bool) -> DestinationSetup:
+def build_destination(spec: ConnectionSpec, data_dir: str, arrow_items: bool) -> DestinationSetup:
+    """`arrow_items`: the source yields Arrow tables (all or some of its items)."""
     from dlt.destinations import duckdb, postgres
 
     dest = spec.destination
-    if dest.type == "postgres":
+    if dest.type is DestinationType.POSTGRES:
         pg = dest.postgres
         assert pg is not None
         credentials = {
@@ -54,7 +59,7 @@ def build_destination(spec: ConnectionSpec, data_dir: str, arrow_source: bool) -
             "host": pg.host,
             "port": pg.port,
             "connect_timeout": pg.connect_timeout_seconds,
-            "query": {"sslmode": pg.ssl_mode},
+            "query": {"sslmode": str(pg.ssl_mode)},
         }
         description = f"postgres {pg.host}:{pg.port}/{pg.database} as {pg.username}"
         return DestinationSetup(postgres(credentials=credentials), "csv", description)
@@ -67,5 +72,5 @@ def build_destination(spec: ConnectionSpec, data_dir: str, arrow_source: bool) -
         ) from None
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"the DuckDB file {path} is not writable")
-    fmt: Literal["parquet", "jsonl"] = "parquet" if arrow_source else "jsonl"
-    return DestinationSetup(duckdb(credentials=str(path)), fmt, f"duckdb {path}")
+    fmt: Literal["parquet", "jsonl"] = "parquet" if arrow_items else "jsonl"
+    return DestinationSetup(duckdb(credentials={"database": str(path)}), fmt, f"duckdb {path}")

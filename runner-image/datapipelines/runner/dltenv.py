@@ -22,7 +22,22 @@ DEFAULTS = {
     # fail an unreachable/broken HTTP source after ~7 s, not after dlt's 5 attempts (~16 s)
     "RUNTIME__REQUEST_MAX_ATTEMPTS": "3",
     "RUNTIME__REQUEST_TIMEOUT": "60",
+    # a load job that fails transiently fails the load at once: the runner rolls the package
+    # back and retries the attempt (sync.py). dlt's own in-package job retries could load a job
+    # twice whose commit reached the database but whose acknowledgement did not
+    "LOAD__RAISE_ON_MAX_RETRIES": "1",
+    # intermediate files of at most 100k rows: normalize and load work file by file, so memory
+    # stays flat in the number of records (a 1M-record sync peaks where a 100k one does)
+    "DATA_WRITER__FILE_MAX_ITEMS": "100000",
 }
+
+#: DuckDB loads one file at a time: each concurrent load job holds its own buffers (two jobs
+#: of 100k rows: ~490 MB peak RSS, one: ~290 MB), and it gains little from parallel jobs
+DUCKDB_DEFAULTS = {"LOAD__WORKERS": "1"}
+
+#: rest_api pages become Arrow tables when flat and stay rows when nested (arrowpages.py):
+#: Arrow rows get a `_dlt_id` like dlt's rows, so either kind of page fits the same table
+ARROW_PAGES_DEFAULTS = {"NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID": "true"}
 
 
 def configure(data_dir: str | os.PathLike[str]) -> Path:
@@ -38,6 +53,31 @@ def configure(data_dir: str | os.PathLike[str]) -> Path:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
     return pipelines
+
+
+def configure_duckdb() -> None:
+    for key, value in DUCKDB_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def configure_arrow_pages() -> None:
+    for key, value in ARROW_PAGES_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def avoid_sqlalchemy() -> None:
+    """dlt renders destination credentials with SQLAlchemy's URL class (imported on first use,
+    ~0.15 s) and ships a port of that class for installations without SQLAlchemy. Runs whose
+    source is not sql_database use the port; nothing else of SQLAlchemy is needed then."""
+    import sys
+
+    if "sqlalchemy" in sys.modules or "dlt.common.libs.sql_alchemy_compat" in sys.modules:
+        return
+    try:
+        from dlt.common.libs import sql_alchemy_shims
+    except ImportError:
+        return
+    sys.modules["dlt.common.libs.sql_alchemy_compat"] = sql_alchemy_shims
 
 
 def patch_csv_row_count() -> None:

@@ -1,8 +1,10 @@
 """Failure classification: any exception → one line naming the cause, and an exit code.
 
 Kinds (the line starts with the kind): `bad config`, `source unreachable`, `source HTTP <status>`,
-`bad credentials`, `destination unreachable`, `destination refused`, `sync failed`.
-Exit codes: 0 success, 1 sync failure, 2 bad configuration.
+`bad credentials`, `destination unreachable`, `destination busy`, `destination refused`,
+`contract violation`, `cancelled`, `sync failed`.
+Exit codes (the pod contract's): 0 success, 1 sync failure (the Job retries), 2 bad
+configuration, 3 schema contract violated (neither is retried).
 """
 
 from __future__ import annotations
@@ -11,9 +13,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-EXIT_OK = 0
-EXIT_SYNC_FAILED = 1
-EXIT_BAD_CONFIG = 2
+from datapipelines.resources import podcontract as pod
+
+EXIT_OK = pod.EXIT_OK
+EXIT_SYNC_FAILED = pod.EXIT_SYNC_FAILED
+EXIT_BAD_CONFIG = pod.EXIT_BAD_CONFIG
+EXIT_CONTRACT_VIOLATION = pod.EXIT_CONTRACT_VIOLATION
+
+#: Failures a later attempt may not meet again: the destination went away or is locked.
+#: The runner retries them itself (sync.py) before it gives up with exit code 1.
+TRANSIENT_KINDS = ("destination unreachable", "destination busy")
 
 MAX_ERROR_CHARS = 600
 
@@ -39,6 +48,10 @@ class Failure:
     @property
     def message(self) -> str:
         return one_line(f"{self.kind}: {self.detail}")
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in TRANSIENT_KINDS
 
 
 def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -75,6 +88,8 @@ _PG_UNREACHABLE = (
     "connection to server",
     "connection already closed",
     "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
     "no connection to the server",
     "ssl syscall error",
 )
@@ -111,6 +126,10 @@ def classify(
     for e in errors:  # SIGTERM (a deleted Job) becomes KeyboardInterrupt; dlt wraps it
         if isinstance(e, KeyboardInterrupt):
             return Failure("cancelled", str(e) or "interrupted")
+
+    for e in errors:  # the data broke the connection's schema contract
+        if type(e).__name__ == "DataValidationError":
+            return contract_violation(e)
 
     for e in errors:  # config problems found by dlt itself
         name = type(e).__name__
@@ -150,6 +169,10 @@ def classify(
             cause = _connection_cause(e)
             return Failure("source unreachable", f"{url} ({cause})")
 
+    for e in errors:  # DuckDB allows one writing process per file
+        if "duckdb" in type(e).__module__ and "could not set lock on file" in str(e).lower():
+            return duckdb_locked(e)
+
     on_source_side = step == "extract"
     for e in errors:  # databases: psycopg2 (postgres destination) and SQLAlchemy (sql source)
         module = type(e).__module__
@@ -185,6 +208,49 @@ def classify(
     innermost = errors[-1] if errors else exc
     where = f" during {step}" if step else ""
     return Failure("sync failed", f"{type(innermost).__name__}{where}: {innermost}")
+
+
+_CONTRACT_RULE = {
+    "tables": "new tables are not allowed (schemaContract.tables: {mode})",
+    "columns": "new columns are not allowed (schemaContract.columns: {mode})",
+    "data_type": "{value} where the column is {column_type} is not allowed "
+    "(schemaContract.dataType: {mode})",
+}
+#: dlt stores a value of another type in a variant column `<column>__v_<type>`
+_VARIANT = re.compile(r"^(?P<column>.+)__v_(?P<type>[a-z_]+)$")
+
+
+def contract_violation(exc: BaseException) -> Failure:
+    """dlt's DataValidationError as `contract violation: table T column C: <rule>` (exit 3)."""
+    table = getattr(exc, "table_name", None) or "?"
+    column = getattr(exc, "column_name", None)
+    entity = str(getattr(exc, "schema_entity", "") or "")
+    mode = str(getattr(exc, "contract_mode", "") or "freeze")
+    value, column_type = "a value of another type", "of another type"
+    variant = _VARIANT.match(column or "") if entity == "data_type" else None
+    if variant:
+        column = variant.group("column")
+        value = f"a {variant.group('type')} value"
+        schema = getattr(exc, "table_schema", None)
+        columns = schema.get("columns", {}) if isinstance(schema, dict) else {}
+        column_type = str((columns.get(column) or {}).get("data_type") or column_type)
+    rule = _CONTRACT_RULE.get(entity, entity + " is frozen ({mode})")
+    detail = rule.format(mode=mode, value=value, column_type=column_type)
+    where = f"table {table}" + (f" column {column}" if column else "")
+    return Failure("contract violation", f"{where}: {detail}", EXIT_CONTRACT_VIOLATION)
+
+
+def duckdb_locked(exc: BaseException) -> Failure:
+    """DuckDB's "Could not set lock on file" as one line naming the file."""
+    found = re.search(r'lock on file "([^"]+)"', str(exc))
+    path = found.group(1) if found else "?"
+    holder = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
+    by = f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
+    return Failure(
+        "destination busy",
+        f"another process holds the DuckDB file {path}{by}; DuckDB allows one writing process "
+        "per file",
+    )
 
 
 def _connection_cause(exc: BaseException) -> str:

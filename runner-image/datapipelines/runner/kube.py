@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from datapipelines.resources import API_VERSION, RUN_PLURAL
+from datapipelines.resources.incluster import in_cluster_url
+
 from .config import RunnerEnv
 
 log = logging.getLogger(__name__)
-
-GROUP_VERSION = "datapipelines.io/v1alpha1"
-PLURAL = "pipelineruns"
 
 
 class StatusClient:
@@ -35,8 +34,8 @@ class StatusClient:
         timeout: float = 5.0,
     ) -> None:
         self.url = (
-            f"{base_url.rstrip('/')}/apis/{GROUP_VERSION}/namespaces/{namespace}"
-            f"/{PLURAL}/{run_name}/status"
+            f"{base_url.rstrip('/')}/apis/{API_VERSION}/namespaces/{namespace}"
+            f"/{RUN_PLURAL}/{run_name}/status"
         )
         self.token_file = token_file
         self.timeout = timeout
@@ -52,15 +51,9 @@ class StatusClient:
         """A client when the pod can reach the apiserver and knows its run; else None."""
         if not env.run_name or not env.namespace:
             return None
-        base = env.kube_api
+        base = env.kube_api or in_cluster_url()
         if not base:
-            host = os.environ.get("KUBERNETES_SERVICE_HOST")
-            port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            if not host:
-                return None
-            if ":" in host:  # IPv6
-                host = f"[{host}]"
-            base = f"https://{host}:{port}"
+            return None
         sa_dir = Path(env.service_account_dir)
         token = sa_dir / "token"
         return cls(

@@ -39,6 +39,7 @@ class ProgressCollector(Collector):
         self._lock = threading.Lock()
         self._counts: dict[str, defaultdict[str, int]] = {s: defaultdict(int) for s in STAGES}
         self._jobs = {"done": 0, "total": 0}
+        self.rows_loaded: dict[str, int] = {}
         self.version = 0
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ProgressCollector:
@@ -93,17 +94,38 @@ class ProgressCollector(Collector):
         with self._lock:
             return sum(self._counts["extract"].values())
 
-    def snapshot(self) -> dict[str, Any]:
-        """`status.progress` as docs/contracts.md defines it."""
+    def snapshot(self, *, final: bool = False) -> dict[str, Any]:
+        """`status.progress` (the shared contract's RunProgress)."""
         with self._lock:
-            stage = self.stage or "extract"
-            tables = self._counts["normalize" if stage == "load" else stage]
-            return {
+            stage = "done" if final else (self.stage or "extract")
+            source = "extract" if stage == "extract" else "normalize"
+            tables = self._counts[source] or self._counts["extract"]
+            body: dict[str, Any] = {
                 "stage": stage,
                 "recordsExtracted": sum(self._counts["extract"].values()),
                 "tables": dict(tables),
                 "updatedAt": utcnow(),
             }
+            if self._jobs["total"]:
+                body["jobsDone"] = self._jobs["done"]
+                body["jobsTotal"] = self._jobs["total"]
+            if self.rows_loaded:
+                body["rowsLoaded"] = dict(self.rows_loaded)
+            return body
+
+    def set_rows_loaded(self, rows: dict[str, int]) -> None:
+        with self._lock:
+            self.rows_loaded = dict(rows)
+            self.version += 1
+
+    def reset(self) -> None:
+        """Forgets the counts (a new attempt after a rolled-back one)."""
+        with self._lock:
+            self._counts = {s: defaultdict(int) for s in STAGES}
+            self._jobs = {"done": 0, "total": 0}
+            self.rows_loaded = {}
+            self.stage = None
+            self.version += 1
 
 
 class ProgressReporter:
@@ -176,7 +198,7 @@ class ProgressReporter:
         self.stop()
         if self.client is None:
             return False
-        status = {"progress": self.collector.snapshot(), "result": result}
+        status = {"progress": self.collector.snapshot(final=True), "runnerResult": result}
         for attempt in range(attempts):
             if self._patch(status):
                 return True

@@ -1,30 +1,31 @@
-"""The run's result (status.result, termination message) and how it is cut to size."""
+"""The runner's report of its run (``status.runnerResult`` and the termination message), and
+how it is cut to size. The model is the shared contract's ``RunnerResult``."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-TERMINATION_MESSAGE_LIMIT = 4096  # bytes, the kubelet's limit for one container
-STATUS_REPORT_LIMIT = 64 * 1024  # bytes of report kept in status.result
+from datapipelines.resources.podcontract import TERMINATION_MESSAGE_LIMIT
+from datapipelines.resources.run import RunnerResult
+
+#: Bytes of report kept in status.runnerResult: enough for a readable summary of many tables,
+#: small enough that thousands of retained runs stay cheap in etcd (the pod log has it all).
+STATUS_REPORT_LIMIT = 16 * 1024
 MARKER = "…[report truncated: {n} more bytes]"
 
 
-class RunResult(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+class RunResult(RunnerResult):
+    """The runner's report, with the counters it always knows (0 until counted)."""
 
-    success: bool
     duration_ms: int = 0
     rows_inserted: int = 0
     records_reported: int = 0
     progress_counts: dict[str, dict[str, int]] = Field(default_factory=dict)
-    error: str | None = None
     report: str = ""
     report_truncated: bool = False
-    load_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -60,17 +61,20 @@ def termination_message(result: RunResult, limit: int = TERMINATION_MESSAGE_LIMI
 
     The report is cut first (ending with the marker, `reportTruncated: true`). If the rest alone
     is still too big (hundreds of tables), per-stage table counts are dropped (normalize, then
-    extract, then load), then the error is shortened. status.result keeps everything.
+    extract), then the schema changes, then the load counts, then the error is shortened.
+    status.runnerResult keeps everything.
     """
     body = result.to_dict()
     encoded = _dumps(body)
     if len(encoded) <= limit:
         return encoded
     counts = dict(body.get("progressCounts") or {})
-    for step in ("report", "normalize", "extract", "load", "error"):
+    for step in ("report", "normalize", "extract", "schemaChanges", "load", "error"):
         if step in STAGES_TO_DROP:
             counts.pop(step, None)
             body["progressCounts"] = counts
+        elif step == "schemaChanges":
+            body["schemaChanges"] = None
         elif step == "error" and body.get("error"):
             body["error"] = str(body["error"])[:512]
         fitted = _fit_report(body, result.report, limit)

@@ -1,40 +1,90 @@
 """The connection's source as a dlt source: rest_api, sql_database or filesystem.
 
-`build_source(spec, name)` returns `(source, arrow)`: `arrow` is True when the source yields
-Arrow tables (sql_database, csv/parquet files), which picks parquet over jsonl for DuckDB.
+`build_source(spec, name)` returns a `BuiltSource`: the dlt source and the shape of its items
+(`ItemShape`), which picks the load file format (destinations.py). rest_api resources get a
+step that turns flat pages into Arrow tables (arrowpages.py) and an HTTP session that parses
+each page once (restclient.py).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, cast
 
 import dlt
+from dlt.common.schema.typing import TWriteDisposition
 from dlt.extract import DltResource, DltSource
 
-from . import secrets
-from .config import (
+from datapipelines.resources.connection import (
+    AuthType,
     ConnectionSpec,
+    FileFormat,
     FilesystemSource,
     RestApiAuth,
     RestApiSource,
+    SourceType,
     SqlDatabaseSource,
     WriteDisposition,
 )
+
+from . import restclient, secrets
+from .arrowpages import FlatPagesToArrow, dlt_types_to_known
 from .errors import ConfigError
 
+ARROW_PAGES_ENV = "RUNNER__ARROW_PAGES"
 
-def build_source(spec: ConnectionSpec, name: str) -> tuple[DltSource, bool]:
-    if spec.type == "rest_api":
+
+class ItemShape(StrEnum):
+    ARROW = "arrow"  # Arrow tables (sql_database, csv/parquet files)
+    ROWS = "rows"  # Python rows (jsonl files)
+    PAGES = "pages"  # rest_api pages: Arrow tables when flat, rows when nested
+
+
+@dataclass
+class BuiltSource:
+    source: DltSource
+    shape: ItemShape
+    arrow_pages: dict[str, FlatPagesToArrow] = field(default_factory=dict)  # by table
+
+    def learn_destination_types(self, schema: Any) -> None:
+        """Column types the destination's tables already have (they win over inference)."""
+        if schema is None:
+            return
+        for table, step in self.arrow_pages.items():
+            if table in schema.tables:
+                known = dlt_types_to_known(schema.get_table_columns(table))
+                step.known.update({**known, **step.known})
+
+    def disable_arrow_pages(self) -> None:
+        for step in self.arrow_pages.values():
+            step.enabled = False
+
+    def arrow_page_counts(self) -> tuple[int, int]:
+        """(pages sent as Arrow tables, pages left as rows)."""
+        steps = self.arrow_pages.values()
+        return sum(s.pages_as_arrow for s in steps), sum(s.pages_as_rows for s in steps)
+
+
+def dlt_disposition(write_disposition: WriteDisposition) -> TWriteDisposition:
+    return cast("TWriteDisposition", write_disposition.value)
+
+
+def build_source(spec: ConnectionSpec, name: str) -> BuiltSource:
+    if spec.type is SourceType.REST_API:
         assert spec.source.rest_api is not None
-        return rest_api(spec.source.rest_api, spec.write_disposition, name), False
-    if spec.type == "sql_database":
+        return rest_api(spec.source.rest_api, spec.write_disposition, name)
+    if spec.type is SourceType.SQL_DATABASE:
         assert spec.source.sql_database is not None
-        return sql_database(spec.source.sql_database, spec.write_disposition, name), True
+        source = sql_database(spec.source.sql_database, spec.write_disposition, name)
+        return BuiltSource(source, ItemShape.ARROW)
     assert spec.source.filesystem is not None
     fs = spec.source.filesystem
-    return filesystem(fs, spec.write_disposition, name), fs.format != "jsonl"
+    shape = ItemShape.ROWS if fs.format is FileFormat.JSONL else ItemShape.ARROW
+    return BuiltSource(filesystem(fs, spec.write_disposition, name), shape)
 
 
 # --- rest_api ---------------------------------------------------------------------------------
@@ -44,16 +94,16 @@ def rest_api_auth(auth: RestApiAuth | None) -> dict[str, Any] | None:
     """dlt's auth config with the secret values read from their files."""
     if auth is None:
         return None
-    if auth.type == "bearer":
+    if auth.type is AuthType.BEARER:
         assert auth.token_secret_ref is not None
         return {"type": "bearer", "token": secrets.read(auth.token_secret_ref)}
-    if auth.type == "api_key":
+    if auth.type is AuthType.API_KEY:
         assert auth.token_secret_ref is not None
         return {
             "type": "api_key",
             "name": auth.api_key_name,
             "api_key": secrets.read(auth.token_secret_ref),
-            "location": auth.location,
+            "location": str(auth.location),
         }
     assert auth.username_secret_ref is not None and auth.password_secret_ref is not None
     return {
@@ -71,7 +121,7 @@ def rest_api_config(src: RestApiSource, write_disposition: WriteDisposition) -> 
     if auth is not None:
         client["auth"] = auth
     defaults = copy.deepcopy(src.resource_defaults)
-    defaults.setdefault("write_disposition", write_disposition)
+    defaults.setdefault("write_disposition", str(write_disposition))
     return {
         "client": client,
         "resource_defaults": defaults,
@@ -105,16 +155,60 @@ def dlt_config_problem(exc: Exception) -> str:
     return best.split(": ", 1)[-1]
 
 
-def rest_api(src: RestApiSource, write_disposition: WriteDisposition, name: str) -> DltSource:
+def arrow_pages_enabled() -> bool:
+    """Flat pages as Arrow tables (arrowpages.py) unless `RUNNER__ARROW_PAGES=false`."""
+    return os.environ.get(ARROW_PAGES_ENV, "true").strip().lower() not in ("0", "false", "no")
+
+
+def declared_types(resource: DltResource, normalize: Callable[[str], str]) -> dict[str, str]:
+    """Data types the resource's own column hints declare (they win over inference)."""
+    columns = resource.columns
+    if not isinstance(columns, dict):
+        return {}
+    return {
+        normalize(name): str(column["data_type"])
+        for name, column in columns.items()
+        if isinstance(column, dict) and column.get("data_type")
+    }
+
+
+def required_columns(resource: DltResource) -> frozenset[str]:
+    """Columns dlt makes NOT NULL for the resource (its primary key, declared hints)."""
+    try:
+        columns = resource.compute_table_schema().get("columns", {})
+    except Exception:  # hints computed per item: nothing to know up front
+        return frozenset()
+    return frozenset(name for name, c in columns.items() if c.get("nullable") is False)
+
+
+def rest_api(src: RestApiSource, write_disposition: WriteDisposition, name: str) -> BuiltSource:
     from dlt.sources.rest_api import rest_api_source
 
+    config = rest_api_config(src, write_disposition)
+    config["client"]["session"] = restclient.session()
+    restclient.cache_jsonpath_compilation()
     try:
-        return rest_api_source(cast(Any, rest_api_config(src, write_disposition)), name=name)
+        source = rest_api_source(cast(Any, config), name=name)
     except ConfigError:
         raise
     except Exception as exc:  # dlt validates the declarative config here
         problem = dlt_config_problem(exc)
         raise ConfigError(f"invalid restApi config: {secrets.redact(problem)}") from None
+    steps: dict[str, FlatPagesToArrow] = {}
+    if arrow_pages_enabled():
+        normalize = source.schema.naming.normalize_identifier
+        for resource in source.resources.values():
+            table = resource.table_name
+            if not isinstance(table, str):
+                continue  # a table name per item: pages may span tables
+            step = FlatPagesToArrow(
+                declared_types(resource, normalize),
+                normalize,
+                frozenset(normalize(c) for c in required_columns(resource)),
+            )
+            resource.add_step(step)
+            steps[table] = step
+    return BuiltSource(source, ItemShape.PAGES, steps)
 
 
 # --- sql_database -----------------------------------------------------------------------------
@@ -145,7 +239,7 @@ def sql_database(
             defer_table_reflect=True,
         )
         for resource in tables_source.resources.values():
-            hints: dict[str, Any] = {"write_disposition": write_disposition}
+            hints: dict[str, Any] = {"write_disposition": str(write_disposition)}
             if src.incremental is not None:
                 hints["incremental"] = dlt.sources.incremental(
                     src.incremental.cursor_column, initial_value=src.incremental.initial_value
@@ -192,7 +286,7 @@ def query_resource(
 
     if src.incremental is None:
 
-        @dlt.resource(name=src.query_table, write_disposition=write_disposition)
+        @dlt.resource(name=src.query_table, write_disposition=dlt_disposition(write_disposition))
         def query_rows() -> Iterator[list[dict[str, Any]]]:
             yield from rows(None)
 
@@ -202,7 +296,7 @@ def query_resource(
         src.incremental.cursor_column, initial_value=src.incremental.initial_value
     )
 
-    @dlt.resource(name=src.query_table, write_disposition=write_disposition)
+    @dlt.resource(name=src.query_table, write_disposition=dlt_disposition(write_disposition))
     def query_rows_incremental(
         cursor: dlt.sources.incremental[Any] = incremental,
     ) -> Iterator[list[dict[str, Any]]]:
@@ -247,12 +341,16 @@ def filesystem(src: FilesystemSource, write_disposition: WriteDisposition, name:
     from dlt.sources.filesystem import read_jsonl
 
     files = dlt_filesystem(bucket_url=bucket_url(src.bucket_url), file_glob=src.file_glob)
-    if write_disposition != "replace":
+    if write_disposition is not WriteDisposition.REPLACE:
         # a rerun over unchanged files loads nothing: only new or modified files are read
         files.apply_hints(incremental=dlt.sources.incremental("modification_date"))
-    reader = {"csv": read_csv_arrow(), "jsonl": read_jsonl(), "parquet": read_parquet_arrow()}
+    reader = {
+        FileFormat.CSV: read_csv_arrow(),
+        FileFormat.JSONL: read_jsonl(),
+        FileFormat.PARQUET: read_parquet_arrow(),
+    }
     resource = (files | reader[src.format]).with_name(src.table_name)
-    resource.apply_hints(write_disposition=write_disposition)
+    resource.apply_hints(write_disposition=dlt_disposition(write_disposition))
 
     @dlt.source(name=name)
     def files_source() -> DltResource:

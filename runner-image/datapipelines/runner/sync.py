@@ -1,28 +1,65 @@
-"""One sync: build the dlt pipeline, run it, count what landed in the destination, report.
+"""One sync: dlt's steps one by one, recovery and a journal around the load, in-process retries.
 
-`rows_inserted` is counted IN THE DESTINATION: rows of this run's load ids in each root table
-(`_dlt_load_id`) and, for nested tables, rows whose parent row is one of those — never dlt's
-normalize counts (wrong with csv, and they count incoming rows, not what a merge kept).
+An attempt (`SyncAttempt.run`):
+
+1. `sync_destination`: dlt restores the state (incremental cursors) and schema from the
+   destination; dlt only restores state of completely loaded packages;
+2. recovery (recovery.py), in a thread while the source is read: packages earlier attempts
+   left half loaded are rolled back; if this run's package is already complete (the pod died
+   after the load, before it reported), the extraction stops, nothing is loaded again and
+   that package's counts are the result;
+3. extract (with the connection's schema contract), then — recovery done — normalize;
+4. the journal records the package as `loading` (journal.py), then dlt loads it; then `loaded`;
+5. `rows_inserted` is counted in the destination (counting.py) and the schema changes are
+   dlt's schema before against after (schemachanges.py).
+
+A transient destination failure (unreachable, dropped connection, DuckDB file locked) in any
+step is retried by a new attempt after a pause (retries.py) with a fresh working dir: that
+attempt's recovery rolls back whatever the failed one left, so a retry never duplicates rows
+nor skips any. dlt itself retries no load job (`LOAD__RAISE_ON_MAX_RETRIES=1`, dltenv.py): a job
+whose commit was lost in transit could otherwise be loaded twice.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dlt
 
-from .config import ConnectionSpec, pipeline_name
-from .destinations import build_destination
+from datapipelines.resources.connection import ConnectionSpec, DestinationType, SourceType
+
+from . import dltenv, journal, schemachanges
+from .config import pipeline_name
+from .counting import count_loaded_rows
+from .destinations import DestinationSetup, build_destination
+from .errors import classify
+from .journal import JournalEntry
 from .progress import ProgressCollector
+from .recovery import (
+    Recovery,
+    RecoveryTask,
+    StopWhenAlreadyLoaded,
+    nested_parents,
+    roll_back,
+)
+from .report import render_report
+from .retries import RetryPolicy
 from .secrets import redact
-from .sources import build_source
+from .sources import BuiltSource, ItemShape, build_source
+
+if TYPE_CHECKING:
+    from datapipelines.resources.run import SchemaChange
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,6 +70,8 @@ class SyncOutcome:
     progress_counts: dict[str, dict[str, int]]
     report: str
     timings: dict[str, float] = field(default_factory=dict)
+    schema_changes: list[SchemaChange] = field(default_factory=list)
+    attempts: int = 1
 
     @property
     def rows_inserted(self) -> int:
@@ -42,20 +81,42 @@ class SyncOutcome:
 class SyncFailed(Exception):
     """The sync failed; `source`/`destination` describe the two ends for the error line."""
 
-    def __init__(self, cause: BaseException, destination: str, source: str) -> None:
+    def __init__(
+        self, cause: BaseException, destination: str, source: str, attempts: int = 1
+    ) -> None:
         super().__init__(str(cause))
         self.cause = cause
         self.destination = destination
         self.source = source
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who loads: `run_key` ties packages to the run across pods (DATAPIPELINES_RUN_NAME, or a
+    per-process id outside a cluster); `attempt` is the pod's name."""
+
+    run_key: str
+    attempt: str | None = None
+
+    @classmethod
+    def of(cls, run_name: str | None, pod_name: str | None) -> RunIdentity:
+        return cls(run_name or f"local-{uuid.uuid4().hex[:12]}", pod_name)
 
 
 def describe_source(spec: ConnectionSpec) -> str:
-    if spec.source.rest_api is not None and spec.type == "rest_api":
+    if spec.source.rest_api is not None and spec.type is SourceType.REST_API:
         return f"rest_api {spec.source.rest_api.base_url}"
-    if spec.type == "sql_database":
+    if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem
     return f"files {fs.bucket_url}/{fs.file_glob}" if fs else "source"
+
+
+def current_schema(pipeline: Any) -> Any:
+    """The pipeline's default schema, None before anything was extracted or restored."""
+    name = pipeline.default_schema_name
+    return pipeline.schemas[name] if name and name in pipeline.schemas else None
 
 
 def run_sync(
@@ -64,152 +125,335 @@ def run_sync(
     pipelines_dir: Path,
     data_dir: str,
     collector: ProgressCollector,
+    identity: RunIdentity | None = None,
+    retry: RetryPolicy | None = None,
 ) -> SyncOutcome:
+    """The sync, retried on transient destination failures; SyncFailed when it gives up."""
+    identity = identity or RunIdentity.of(None, None)
+    retry = retry or RetryPolicy.from_env()
     source_desc = describe_source(spec)
-    destination_desc: str = spec.destination.type
+    destination_desc: str = spec.destination.type.value
+    name = pipeline_name(connection_name)
     try:
-        source, arrow = build_source(spec, pipeline_name(connection_name))
-        setup = build_destination(spec, data_dir, arrow)
+        built = build_source(spec, name)
+        setup = build_destination(spec, data_dir, built.shape is not ItemShape.ROWS)
     except Exception as exc:
         raise SyncFailed(exc, destination_desc, source_desc) from exc
-    destination_desc = setup.description
+    if built.shape is ItemShape.PAGES:
+        dltenv.configure_arrow_pages()
+    if spec.destination.type is DestinationType.DUCKDB:
+        dltenv.configure_duckdb()
+    pipeline = open_pipeline(name, pipelines_dir, setup, spec.schema_name, collector)
+    attempt = 1
+    while True:
+        runner = SyncAttempt(spec, connection_name, pipeline, built, setup, identity, collector)
+        try:
+            outcome = runner.run()
+            outcome.attempts = attempt
+            return outcome
+        except SyncFailed as failed:
+            failure = classify(failed.cause, source=source_desc, destination=setup.description)
+            delay = retry.delay_before(attempt + 1) if failure.transient else None
+            if delay is None:
+                if runner.loading:
+                    runner.roll_back_quietly()
+                raise SyncFailed(
+                    failed.cause, setup.description, source_desc, attempt
+                ) from failed.cause
+            attempt += 1
+            log.warning(
+                "%s; attempt %d of %d in %.1fs (what this attempt loaded is rolled back first)",
+                redact(failure.message),
+                attempt,
+                retry.attempts,
+                delay,
+            )
+            time.sleep(delay)
+            pipeline = pipeline.drop()  # a fresh working dir: state comes back from the destination
+            collector.reset()
+            try:
+                built = build_source(spec, name)  # generators and cursors are single-use
+            except Exception as exc:
+                raise SyncFailed(exc, setup.description, source_desc) from exc
+
+
+def open_pipeline(
+    name: str,
+    pipelines_dir: Path,
+    setup: DestinationSetup,
+    dataset: str,
+    collector: ProgressCollector,
+) -> Any:
     pipeline = dlt.pipeline(
-        pipeline_name=pipeline_name(connection_name),
+        pipeline_name=name,
         pipelines_dir=str(pipelines_dir),
         destination=setup.destination,
-        dataset_name=spec.schema_name,
+        dataset_name=dataset,
         progress=collector,
     )
     if pipeline.has_pending_data:
         # a package left by an earlier failed run would be loaded INSTEAD of the new data; drop
-        # the local working dir: the state (incremental cursors) comes back from the destination
+        # the local working dir: the state comes back from the destination, and the journal's
+        # recovery removes whatever that package had loaded
         log.warning("dropping pending load packages of an earlier failed run; state is restored")
         pipeline = pipeline.drop()
-    started = time.monotonic()
-    try:
-        info = pipeline.run(source, loader_file_format=setup.loader_file_format)
-    except Exception as exc:
-        raise SyncFailed(exc, destination_desc, source_desc) from exc
-    load_ids = list(info.loads_ids)
-    collector.set_stage("load")
-    counted_in = "counted in the destination"
-    try:
-        rows_by_table = count_loaded_rows(pipeline, load_ids)
-    except Exception as exc:
-        # the data IS loaded: failing now would make a retry load it twice (append)
-        log.warning("counting rows in the destination failed: %s", redact(str(exc)))
-        rows_by_table = collector.counts().get("normalize", {}) if load_ids else {}
-        counted_in = f"from dlt's normalize counts: the destination count failed ({exc})"
-    elapsed = time.monotonic() - started
-    timings = step_timings(pipeline)
-    counts = collector.counts()
-    counts["load"] = dict(rows_by_table)
-    outcome = SyncOutcome(
-        load_ids=load_ids,
-        rows_by_table=rows_by_table,
-        records_extracted=collector.records_extracted(),
-        progress_counts=counts,
-        report="",
-        timings=timings,
-    )
-    outcome.report = redact(
-        render_report(
-            connection_name, spec, destination_desc, outcome, elapsed, str(info), counted_in
+    return pipeline
+
+
+class SyncAttempt:
+    """One attempt: restore, recover, extract, normalize, journal, load, count (module doc)."""
+
+    def __init__(
+        self,
+        spec: ConnectionSpec,
+        connection_name: str,
+        pipeline: Any,
+        built: BuiltSource,
+        setup: DestinationSetup,
+        identity: RunIdentity,
+        collector: ProgressCollector,
+    ) -> None:
+        self.spec = spec
+        self.connection_name = connection_name
+        self.pipeline = pipeline
+        self.built = built
+        self.setup = setup
+        self.identity = identity
+        self.collector = collector
+        self.timings: dict[str, float] = {}
+        self.loading: list[str] = []  # packages journaled as loading by this attempt
+        self.started = time.monotonic()
+
+    def step(self, name: str, call: Callable[[], T]) -> T:
+        """Runs one step, timed; any failure becomes SyncFailed."""
+        t0 = time.monotonic()
+        try:
+            return call()
+        except SyncFailed:
+            raise
+        except Exception as exc:
+            raise SyncFailed(exc, self.setup.description, describe_source(self.spec)) from exc
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - t0
+
+    @contextmanager
+    def sql_client(self) -> Iterator[Any]:
+        with self.pipeline.sql_client() as client:
+            yield client
+
+    def run(self) -> SyncOutcome:
+        pipeline = self.pipeline
+        self.step("restore", pipeline.sync_destination)
+        schema = current_schema(pipeline)
+        before = schemachanges.snapshot(schema)
+        # the journal matters before the load only: recovery runs while the source is read
+        task = self.step("recover", lambda: self._start_recovery(schema))
+        self._extract(task, schema)
+        recovery = self.step("recover", task.result)
+        if recovery.loaded:
+            return self._already_loaded(recovery, schema)
+        self.step("normalize", pipeline.normalize)
+        load_ids = list(pipeline.list_normalized_load_packages())
+        after = schemachanges.snapshot(current_schema(pipeline))
+        changes = schemachanges.diff(before, after)[: schemachanges.MAX_CHANGES]
+        records = self.collector.records_extracted()
+        rows_by_table: dict[str, int] = {}
+        dlt_info, counted_in = "", "counted in the destination"
+        if load_ids:
+            self.step("journal", lambda: self._journal_begin(load_ids, records, changes))
+            dlt_info = str(self.step("load", pipeline.load))
+            self.loading = []
+            self.collector.set_stage("load")
+            rows_by_table, counted_in = self._count(load_ids)
+        self.collector.set_rows_loaded(rows_by_table)
+        as_arrow, as_rows = self.built.arrow_page_counts()
+        notes = self._recovery_notes(recovery)
+        if as_arrow or as_rows:
+            notes.insert(0, f"pages: {as_arrow} as Arrow tables, {as_rows} as rows")
+        counts = self.collector.counts()
+        counts["load"] = dict(rows_by_table)
+        return self._outcome(
+            load_ids,
+            records,
+            rows_by_table,
+            changes,
+            counts,
+            schema_after=after,
+            notes=notes,
+            dlt_info=dlt_info,
+            counted_in=counted_in,
         )
-    )
-    return outcome
 
+    def _outcome(
+        self,
+        load_ids: list[str],
+        records: int,
+        rows_by_table: dict[str, int],
+        changes: list[SchemaChange],
+        progress_counts: dict[str, dict[str, int]],
+        **report_extra: Any,
+    ) -> SyncOutcome:
+        """The outcome of a sync, with its (redacted) human report."""
+        report = render_report(
+            self.connection_name,
+            self.spec,
+            self.setup.description,
+            load_ids=load_ids,
+            records_extracted=records,
+            rows_by_table=rows_by_table,
+            timings=self.timings,
+            elapsed=time.monotonic() - self.started,
+            schema_changes=changes,
+            **report_extra,
+        )
+        return SyncOutcome(
+            load_ids=load_ids,
+            rows_by_table=rows_by_table,
+            records_extracted=records,
+            progress_counts=progress_counts,
+            report=redact(report),
+            timings=dict(self.timings),
+            schema_changes=changes,
+        )
 
-def step_timings(pipeline: Any) -> dict[str, float]:
-    trace = pipeline.last_trace
-    timings: dict[str, float] = {}
-    for step in getattr(trace, "steps", []) or []:
-        if step.started_at and step.finished_at:
-            seconds = (step.finished_at - step.started_at).total_seconds()
-            if step.step in ("sync", "extract", "normalize", "load"):
-                timings[step.step] = timings.get(step.step, 0.0) + seconds
-    return timings
-
-
-def _tables_to_count(schema: Any) -> list[dict[str, Any]]:
-    return [t for t in schema.data_tables() if t.get("columns")]
-
-
-def count_loaded_rows(pipeline: Any, load_ids: list[str]) -> dict[str, int]:
-    """Rows of `load_ids` per table, counted with SQL in the destination."""
-    if not load_ids:
-        return {}
-    schema = pipeline.default_schema
-    tables = {t["name"]: t for t in _tables_to_count(schema)}
-    counts: dict[str, int] = {}
-    with pipeline.sql_client() as client:
-        placeholders = ", ".join(["%s"] * len(load_ids))
-
-        def rows_of_run(name: str, select: str, depth: int = 0) -> str | None:
-            """SQL selecting `select` from this run's rows of table `name`."""
-            table = tables.get(name) or schema.tables.get(name)
-            if table is None or depth > 20:
-                return None
-            qualified = client.make_qualified_table_name(name)
-            columns = table.get("columns", {})
-            if "_dlt_load_id" in columns:
-                return f"SELECT {select} FROM {qualified} WHERE _dlt_load_id IN ({placeholders})"
-            parent = table.get("parent")
-            if parent and "_dlt_parent_id" in columns:
-                parent_ids = rows_of_run(parent, "_dlt_id", depth + 1)
-                if parent_ids is None:
-                    return None
-                return f"SELECT {select} FROM {qualified} WHERE _dlt_parent_id IN ({parent_ids})"
-            return None
-
-        existing = {
-            row[0]
-            for row in client.execute_sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                client.dataset_name,
+    def _extract(self, task: RecoveryTask, schema: Any) -> None:
+        """dlt's extract with the connection's schema contract; ended early (no failure) when
+        the recovery finds this run already loaded."""
+        for resource in self.built.source.resources.values():
+            resource.add_step(StopWhenAlreadyLoaded(task))
+        self.built.learn_destination_types(schema)
+        contract = self.spec.schema_contract.to_dlt() if self.spec.schema_contract else None
+        if contract and any(mode != "evolve" for mode in contract.values()):
+            self.built.disable_arrow_pages()  # dlt applies discard/freeze row by row
+        try:
+            self.step(
+                "extract",
+                lambda: self.pipeline.extract(
+                    self.built.source,
+                    loader_file_format=self.setup.loader_file_format,
+                    schema_contract=contract or None,
+                ),
             )
-            or []
-        }
-        for name in tables:
-            if name not in existing:
-                continue
-            sql = rows_of_run(name, "count(*)")
-            if sql is None:
-                log.warning("table %s has no _dlt_load_id: its rows are not counted", name)
-                continue
-            rows = client.execute_sql(sql, *load_ids)
-            count = int(rows[0][0]) if rows else 0
-            if count:
-                counts[name] = count
-    return counts
+        except SyncFailed:
+            task.wait()
+            if not task.already_loaded.is_set():
+                raise
 
+    def _count(self, load_ids: list[str]) -> tuple[dict[str, int], str]:
+        """Rows per table counted in the destination, and how they were counted."""
+        try:
+            return self.step("count", lambda: self._count_and_finish(load_ids)), (
+                "counted in the destination"
+            )
+        except SyncFailed as failed:
+            # the data IS loaded (and journaled as such once a later attempt looks)
+            log.warning("counting rows in the destination failed: %s", redact(str(failed)))
+            rows = self.collector.counts().get("normalize", {})
+            return rows, f"from dlt's normalize counts: the destination count failed ({failed})"
 
-def render_report(
-    connection_name: str,
-    spec: ConnectionSpec,
-    destination: str,
-    outcome: SyncOutcome,
-    elapsed: float,
-    dlt_info: str,
-    counted_in: str = "counted in the destination",
-) -> str:
-    """A human-readable summary: tables, rows, load ids, timings; then dlt's own load info."""
-    lines = [
-        f"connection {connection_name}: {spec.type} -> {destination}, dataset {spec.schema_name}",
-        f"finished {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} in {elapsed:.2f}s",
-        f"load ids: {', '.join(outcome.load_ids) or 'none (nothing new to load)'}",
-        f"records extracted: {outcome.records_extracted}",
-        f"rows inserted: {outcome.rows_inserted} ({counted_in})",
-    ]
-    if outcome.rows_by_table:
-        lines.append("tables:")
-        width = max(len(t) for t in outcome.rows_by_table)
-        for table, rows in sorted(outcome.rows_by_table.items()):
-            lines.append(f"  {table.ljust(width)}  {rows} rows")
-    if outcome.timings:
-        lines.append(
-            "timings: " + ", ".join(f"{step} {secs:.2f}s" for step, secs in outcome.timings.items())
+    # --- the steps around dlt's ------------------------------------------------------------
+
+    def _start_recovery(self, schema: Any) -> RecoveryTask:
+        client = self.pipeline.sql_client()  # created here, opened in the task's thread
+        name, run_key = self.pipeline.pipeline_name, self.identity.run_key
+        schema_name = self.built.source.schema.name
+        return RecoveryTask(client, nested_parents(schema), name, run_key, schema_name).start()
+
+    def _journal_begin(
+        self, load_ids: list[str], records: int, changes: list[SchemaChange]
+    ) -> None:
+        dumped = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in changes]
+        with self.sql_client() as client:
+            journal.ensure(client)
+            journal.prune(client, self.pipeline.pipeline_name)
+            for load_id in load_ids:
+                entry = JournalEntry(
+                    load_id=load_id,
+                    run_name=self.identity.run_key,
+                    attempt=self.identity.attempt,
+                    records_extracted=records,
+                    schema_changes=dumped[: schemachanges.MAX_CHANGES],
+                )
+                journal.begin(client, self.pipeline.pipeline_name, entry)
+                self.loading.append(load_id)
+
+    def _count_and_finish(self, load_ids: list[str]) -> dict[str, int]:
+        written = set(self.collector.counts().get("normalize", {}))
+        with self.sql_client() as client:
+            existing = journal.existing_tables(client)
+            schema = current_schema(self.pipeline)
+            rows = count_loaded_rows(client, schema, load_ids, existing, only=written or None)
+            for load_id in load_ids:
+                journal.set_status(
+                    client,
+                    self.pipeline.pipeline_name,
+                    load_id,
+                    journal.LOADED,
+                    sum(rows.values()) if len(load_ids) == 1 else None,
+                )
+        return rows
+
+    def _already_loaded(self, recovery: Recovery, schema: Any) -> SyncOutcome:
+        """An earlier attempt of this run loaded its package completely: report that (what
+        this attempt may have extracted meanwhile is never loaded)."""
+        load_ids = [e.load_id for e in recovery.loaded]
+
+        def count() -> dict[str, int]:
+            with self.sql_client() as client:
+                existing = journal.existing_tables(client)
+                return count_loaded_rows(client, schema, load_ids, existing)
+
+        rows_by_table = self.step("count", count)
+        self.collector.set_stage("load")
+        self.collector.set_rows_loaded(rows_by_table)
+        from datapipelines.resources.run import SchemaChange
+
+        changes = [
+            SchemaChange.model_validate(c) for e in recovery.loaded for c in e.schema_changes
+        ][: schemachanges.MAX_CHANGES]
+        records = sum(e.records_extracted or 0 for e in recovery.loaded)
+        attempts = ", ".join(sorted({e.attempt or "?" for e in recovery.loaded}))
+        note = (
+            f"already loaded by an earlier attempt of this run ({attempts}): its counts are "
+            "reported, nothing was extracted again"
         )
-    lines.append("")
-    lines.append(dlt_info.strip())
-    return "\n".join(lines)
+        return self._outcome(
+            load_ids,
+            records,
+            rows_by_table,
+            changes,
+            {"load": dict(rows_by_table)},
+            schema_after=schemachanges.snapshot(schema),
+            notes=[note, *self._recovery_notes(recovery)],
+        )
+
+    @staticmethod
+    def _recovery_notes(recovery: Recovery) -> list[str]:
+        notes = []
+        if recovery.rolled_back:
+            notes.append(
+                "rolled back first (partly loaded by an earlier attempt): "
+                + ", ".join(recovery.rolled_back)
+            )
+        if recovery.finished:
+            notes.append("found complete (journal updated): " + ", ".join(recovery.finished))
+        return notes
+
+    def roll_back_quietly(self) -> None:
+        """Giving up after a failed load: remove what it loaded now, if the destination lets
+        us (else the next attempt or run does)."""
+        parents = nested_parents(current_schema(self.pipeline))
+        for load_id in self.loading:
+            try:
+                with self.sql_client() as client:
+                    completed = journal.completed_loads(
+                        client, [load_id], journal.existing_tables(client)
+                    )
+                    if load_id not in completed:
+                        roll_back(client, parents, self.pipeline.pipeline_name, load_id)
+            except Exception as exc:
+                log.warning(
+                    "could not roll back load package %s now (the next attempt will): %s",
+                    load_id,
+                    redact(str(exc)),
+                )

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from datapipelines.operator.kube import Kube
 from tests.integration.operator.opcluster import Cluster
+from tests.support.apiclient import TestKube
 from tests.support.kube import create_namespace, delete_namespace
 from tests.support.processes import OperatorProcess
 
 
 @pytest.fixture(scope="session")
-async def kube(kubeconfig: Path, crds: None) -> AsyncIterator[Kube]:
-    client = await Kube.connect(str(kubeconfig))
+async def kube(kubeconfig: Path, crds: None) -> AsyncIterator[TestKube]:
+    client = await TestKube.open(kubeconfig)
     yield client
     await client.close()
 
@@ -32,7 +32,7 @@ def namespace(crds: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def cluster(kube: Kube, namespace: str) -> Cluster:
+def cluster(kube: TestKube, namespace: str) -> Cluster:
     return Cluster(kube, namespace)
 
 

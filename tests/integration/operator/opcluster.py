@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from datapipelines.operator.kube import Kube
 from datapipelines.resources import (
     API_VERSION,
     BATCH_KIND,
@@ -16,7 +15,9 @@ from datapipelines.resources import (
     RUN_KIND,
     RUN_PLURAL,
 )
+from tests.support.apiclient import TestKube
 from tests.support.http_source import demo_source_spec
+from tests.support.kube import scratch_duckdb
 from tests.support.waiting import wait_until
 
 
@@ -25,6 +26,7 @@ def connection(name: str, *, url: str = "http://127.0.0.1:9/", **spec: Any) -> d
         "type": "rest_api",
         "schemaName": "demo_data",
         "source": demo_source_spec(url),
+        "destination": scratch_duckdb(name),
     }
     base.update(spec)
     return {
@@ -56,7 +58,7 @@ def batch(name: str, conns: list[str], **spec: Any) -> dict[str, Any]:
 class Cluster:
     """The test's view of one namespace."""
 
-    def __init__(self, kube: Kube, namespace: str) -> None:
+    def __init__(self, kube: TestKube, namespace: str) -> None:
         self.kube = kube
         self.ns = namespace
 
@@ -106,19 +108,26 @@ class Cluster:
         return await self.kube.get_job(self.ns, name)
 
     async def jobs(self) -> list[dict[str, Any]]:
-        result = await self.kube.request("GET", f"/apis/batch/v1/namespaces/{self.ns}/jobs")
-        return list((result or {}).get("items") or [])
+        return await self.kube.list_jobs(self.ns)
 
     async def delete_job(self, name: str) -> None:
         await self.kube.delete_job(self.ns, name)
+
+    async def active_runs(self, conn: str) -> list[str]:
+        """Names of the connection's unfinished runs, in queue order (status.sequence)."""
+        runs = [
+            r
+            for r in await self.runs()
+            if r["spec"]["connectionName"] == conn
+            and (r.get("status") or {}).get("phase") not in ("Succeeded", "Failed", "Cancelled")
+        ]
+        runs.sort(
+            key=lambda r: ((r.get("status") or {}).get("sequence") or 0, r["metadata"]["name"])
+        )
+        return [r["metadata"]["name"] for r in runs]
 
     async def runs(self) -> list[dict[str, Any]]:
         return await self.kube.list_objects(self.ns, RUN_PLURAL)
 
     async def events(self, name: str) -> list[dict[str, Any]]:
-        result = await self.kube.request(
-            "GET",
-            f"/api/v1/namespaces/{self.ns}/events",
-            query={"fieldSelector": f"involvedObject.name={name}"},
-        )
-        return list((result or {}).get("items") or [])
+        return await self.kube.events_of(self.ns, name)

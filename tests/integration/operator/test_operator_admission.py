@@ -36,6 +36,7 @@ def conn_with(**changes: Any) -> dict[str, Any]:
 
 
 DELETE = object()
+WAREHOUSE = "/var/lib/datapipelines/warehouse"
 
 CONNECTION_CASES = [
     ("type", {"type": "ftp"}, "spec.type"),
@@ -90,6 +91,85 @@ CONNECTION_CASES = [
         "spec.destination.postgres.port",
     ),
     ("runner env without name", {"runner": {"env": [{"value": "x"}]}}, "spec.runner.env[0].name"),
+    (
+        "runner env name reserved",
+        {"runner": {"env": [{"name": "DATAPIPELINES_CONNECTION_SPEC", "value": "{}"}]}},
+        "spec.runner.env[0].name",
+    ),
+    (
+        "requests above limits",
+        {"runner": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}},
+        "spec.runner.resources.requests",
+    ),
+    (
+        "postgres without password ref",
+        {
+            "destination": {
+                "type": "postgres",
+                "postgres": {"host": "h", "database": "d", "username": "u"},
+            }
+        },
+        "spec.destination.postgres.passwordSecretRef",
+    ),
+    (
+        "schemaName equal to the DuckDB file's stem",
+        {"schemaName": "demo", "destination": {"duckdb": {"path": f"{WAREHOUSE}/demo.duckdb"}}},
+        "spec.schemaName",
+    ),
+    (
+        "schemaName equal to the default warehouse file's stem",
+        {"schemaName": "warehouse", "destination": {"type": "duckdb"}},
+        "spec.schemaName",
+    ),
+    (
+        "DuckDB on ephemeral storage without opt-in",
+        {"destination": {"duckdb": {"path": "/data/x.duckdb"}}},
+        "spec.destination.duckdb.path",
+    ),
+    (
+        "DuckDB volume over /tmp",
+        {"destination": {"duckdb": {"path": "/tmp/x.duckdb", "volume": {"emptyDir": {}}}}},
+        "spec.destination.duckdb.path",
+    ),
+    (
+        "DuckDB volume over the working dir",
+        {
+            "destination": {
+                "duckdb": {"path": "/var/lib/datapipelines/x.duckdb", "volume": {"emptyDir": {}}}
+            }
+        },
+        "spec.destination.duckdb.path",
+    ),
+    (
+        "DuckDB volume in the warehouse dir",
+        {"destination": {"duckdb": {"path": f"{WAREHOUSE}/x.duckdb", "volume": {"emptyDir": {}}}}},
+        "spec.destination.duckdb.volume",
+    ),
+    (
+        "ephemeral DuckDB in the warehouse dir",
+        {"destination": {"duckdb": {"path": f"{WAREHOUSE}/x.duckdb", "ephemeral": True}}},
+        "spec.destination.duckdb.path",
+    ),
+    (
+        "volume with two types",
+        {
+            "destination": {
+                "duckdb": {
+                    "path": "/data/x.duckdb",
+                    "volume": {"emptyDir": {}, "configMap": {"name": "c"}},
+                }
+            }
+        },
+        "spec.destination.duckdb.volume",
+    ),
+    (
+        "filesystem volume over /tmp",
+        {
+            "type": "filesystem",
+            "source": {"filesystem": {"bucketUrl": "file:///tmp", "volume": {"emptyDir": {}}}},
+        },
+        "spec.source.filesystem.bucketUrl",
+    ),
 ]
 
 
@@ -103,13 +183,15 @@ async def test_bad_connection_rejected(cluster: Cluster, body: dict[str, Any], f
 
 
 async def test_connection_name_too_long_rejected(cluster: Cluster) -> None:
-    body = connection("c" * 53)
+    body = connection("c" * 52)
     message = await rejected(cluster, CONNECTION_PLURAL, body)
     assert "metadata.name" in message
 
 
 async def test_good_connection_gets_defaults(cluster: Cluster) -> None:
-    created = await cluster.connection("good", schedule="*/15 * * * *", timeZone="Europe/Berlin")
+    body = connection("good", schedule="*/15 * * * *", timeZone="Europe/Berlin")
+    del body["spec"]["destination"]  # the default: DuckDB on the warehouse volume
+    created = await cluster.create(CONNECTION_PLURAL, body)
     spec = created["spec"]
     assert spec["enabled"] is True and spec["retries"] == 2 and spec["timeoutSeconds"] == 3600
     assert spec["concurrencyPolicy"] == "Forbid" and spec["historyLimit"] == 10

@@ -20,7 +20,12 @@ REPO = Path(__file__).resolve().parents[3]
 RUNNER_BIN = Path(sys.executable).parent / "datapipelines-runner"
 
 # fail fast in tests: 2 attempts, short back-off (dlt's default is 5 attempts, ~16 s)
-FAST_RETRIES = {"RUNTIME__REQUEST_MAX_ATTEMPTS": "2", "RUNTIME__REQUEST_BACKOFF_FACTOR": "0.1"}
+FAST_RETRIES = {
+    "RUNTIME__REQUEST_MAX_ATTEMPTS": "2",
+    "RUNTIME__REQUEST_BACKOFF_FACTOR": "0.1",
+    # the runner's own retries of a lost destination: short pauses (default 2, 5, 10 s)
+    "DATAPIPELINES_RETRY_DELAYS": "0.2,0.5,1",
+}
 
 
 @dataclass
@@ -94,9 +99,35 @@ def duckdb_query(path: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+#: `python -c` code: the runner, killed with SIGKILL right after dlt loaded the package and
+#: before it counted, journaled or reported anything (a pod evicted at the worst moment)
+KILL_AFTER_LOAD = """
+import os, signal, sys
+from datapipelines.runner import sync
+def killed(self, load_ids):
+    os.kill(os.getpid(), signal.SIGKILL)
+sync.SyncAttempt._count_and_finish = killed
+from datapipelines.runner.main import main
+sys.exit(main())
+"""
+
+#: `python -c` code: the runner, killed with SIGKILL once every job of the package is loaded
+#: but before dlt records the package as complete (`_dlt_loads`): a load cut at its last step
+KILL_BEFORE_COMPLETE = """
+import os, signal, sys
+from dlt.load.load import Load
+def killed(self, load_id, schema, aborted=False):
+    os.kill(os.getpid(), signal.SIGKILL)
+Load.complete_package = killed
+from datapipelines.runner.main import main
+sys.exit(main())
+"""
+
+
 class Runner:
     """Runs the runner like a pod would: spec and settings in the environment, a fresh data
-    dir (emptyDir) per run unless `keep_data_dir`."""
+    dir (emptyDir) per run unless `keep_data_dir`. With `warehouse` set, `<data dir>/warehouse`
+    is that one directory for every run (the chart's PersistentVolumeClaim)."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -105,6 +136,7 @@ class Runner:
         self.termination_log = base / "termination-log"
         self._runs = itertools.count(1)
         self.data_dir = base / "data-0"
+        self.warehouse: Path | None = None
 
     def secret(self, name: str, key: str, value: str) -> None:
         (self.secrets_dir / name).mkdir(exist_ok=True)
@@ -113,6 +145,10 @@ class Runner:
     def environment(self, spec: dict, name: str | None, keep_data_dir: bool, extra: dict) -> dict:
         if not keep_data_dir:
             self.data_dir = self.base / f"data-{next(self._runs)}"
+        if self.warehouse is not None and not (self.data_dir / "warehouse").exists():
+            self.warehouse.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "warehouse").symlink_to(self.warehouse)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPIPELINES_")}
         env.update(FAST_RETRIES)
         env.update(
@@ -156,13 +192,40 @@ class Runner:
         env = self.environment(spec or {}, name, False, extra)
         if spec is None:
             env.pop("DATAPIPELINES_CONNECTION_SPEC")
-        cmd = (
-            [str(RUNNER_BIN)]
-            if RUNNER_BIN.exists()
-            else [sys.executable, "-m", "datapipelines.runner.main"]
-        )
         proc = subprocess.run(
-            [*cmd, *(args or [])], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+            [*self.command(), *(args or [])],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return Outcome(proc.returncode, self.read_termination_log(), proc.stdout + proc.stderr)
+
+    def command(self) -> list[str]:
+        if RUNNER_BIN.exists():
+            return [str(RUNNER_BIN)]
+        return [sys.executable, "-m", "datapipelines.runner.main"]
+
+    def start_cli(self, spec: dict, name: str = "conn", **extra: str) -> subprocess.Popen:
+        """The console script, not waited for (to kill it)."""
+        self.termination_log.unlink(missing_ok=True)
+        env = self.environment(spec, name, False, extra)
+        return subprocess.Popen(
+            self.command(), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+
+    def run_code(self, code: str, spec: dict, name: str = "conn", **extra: str) -> Outcome:
+        """`python -c code` with the pod's environment (e.g. KILL_AFTER_LOAD)."""
+        self.termination_log.unlink(missing_ok=True)
+        env = self.environment(spec, name, False, extra)
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         return Outcome(proc.returncode, self.read_termination_log(), proc.stdout + proc.stderr)
 

@@ -1,121 +1,159 @@
-"""Live progress and the final result reach the run's status through a (fake) apiserver."""
+"""Live progress and the runner's report reach the run's status through the real apiserver, with
+the chart's runner RBAC and admission policy (rendered by helm), authenticated as the runner's
+pod: its service-account token bound to a pod named after the run."""
 
 from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.integration.runner.runnerkit import duckdb_destination, rest_resource, rest_spec
+from tests.integration.trust.chartkit import Release, installed
+from tests.support.cluster import API_SERVER, STATE_DIR, kubectl
+from tests.support.kube import kubectl_apply, kubectl_json
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.cluster
 
 
-class FakeApiserver:
-    """Records merge-patches of pipelineruns/<name>/status; optionally fails them."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.patches: list[tuple[str, str, dict]] = []
-        self.fail = fail
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_PATCH(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.patches.append((self.path, self.headers.get("Authorization", ""), body))
-                assert self.headers["Content-Type"] == "application/merge-patch+json"
-                status = 500 if outer.fail else 200
-                payload = b"{}"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+@pytest.fixture(scope="module")
+def release(kubeconfig: Path, crds: None) -> Iterator[Release]:
+    with installed("dp-progress") as rel:
+        yield rel
 
 
-def service_account(tmp_path: Path) -> Path:
-    sa = tmp_path / "sa"
+def runner_identity(release: Release, run: str, tmp_path: Path) -> dict[str, str]:
+    """A PipelineRun ``run``, a pod named the way its Job's pod would be, and the environment a
+    runner in that pod has (its bound token and the cluster's CA in a service-account dir)."""
+    ns = release.namespace
+    kubectl_apply(
+        {
+            "apiVersion": "datapipelines.io/v1alpha1",
+            "kind": "PipelineRun",
+            "metadata": {"name": run, "namespace": ns},
+            "spec": {"connectionName": "live"},
+        }
+    )
+    pod = f"{run}-{uuid.uuid4().hex[:5]}"
+    kubectl_apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod, "namespace": ns},
+            "spec": {
+                "serviceAccountName": "datapipelines-runner",
+                "nodeName": "no-such-node",
+                "containers": [
+                    {"name": "runner", "image": "localhost/datapipelines-never-pulled:none"}
+                ],
+            },
+        }
+    )
+    uid = kubectl_json("get", "pod", pod, "-n", ns)["metadata"]["uid"]
+    token = kubectl(
+        "create",
+        "token",
+        "datapipelines-runner",
+        "-n",
+        ns,
+        "--bound-object-kind=Pod",
+        f"--bound-object-name={pod}",
+        f"--bound-object-uid={uid}",
+        "--duration=10m",
+    ).stdout.strip()
+    sa = tmp_path / f"sa-{run}"
     sa.mkdir()
-    (sa / "token").write_text("sa-token-123\n")
-    return sa
-
-
-def test_progress_and_result_are_patched_into_the_run_status(http_source, runner, tmp_path):
-    api = FakeApiserver()
-    try:
-        http_source.state.delay_ms = 250  # 10 pages: ~2.5 s of extraction
-        spec = rest_spec(http_source.url, duckdb_destination(tmp_path / "p.duckdb"))
-        outcome = runner.run(
-            spec,
-            name="live",
-            DATAPIPELINES_RUN_NAME="live-x7k2p",
-            DATAPIPELINES_KUBE_API=api.url,
-            DATAPIPELINES_SERVICEACCOUNT_DIR=str(service_account(tmp_path)),
-        )
-    finally:
-        api.close()
-    assert outcome.exit_code == 0, outcome.error
-    assert api.patches, "no status patch reached the apiserver"
-    paths = {p for p, _, _ in api.patches}
-    assert paths == {
-        "/apis/datapipelines.io/v1alpha1/namespaces/test/pipelineruns/live-x7k2p/status"
+    (sa / "token").write_text(token + "\n")
+    (sa / "ca.crt").write_bytes((STATE_DIR / "pki" / "ca.crt").read_bytes())
+    return {
+        "DATAPIPELINES_RUN_NAME": run,
+        "DATAPIPELINES_NAMESPACE": ns,
+        "DATAPIPELINES_POD_NAME": pod,
+        "DATAPIPELINES_KUBE_API": API_SERVER,
+        "DATAPIPELINES_SERVICEACCOUNT_DIR": str(sa),
     }
-    assert {auth for _, auth, _ in api.patches} == {"Bearer sa-token-123"}
-
-    live = [body["status"]["progress"] for _, _, body in api.patches[:-1]]
-    assert live, "no progress while running"
-    assert any(p["stage"] == "extract" and 0 < p["recordsExtracted"] < 1000 for p in live)
-    assert all(set(p) == {"stage", "recordsExtracted", "tables", "updatedAt"} for p in live)
-
-    final = api.patches[-1][2]["status"]
-    assert final["result"]["success"] is True
-    assert final["result"]["rowsInserted"] == 1000
-    assert final["result"] == {**outcome.result, "durationMs": final["result"]["durationMs"]}
-    assert final["progress"]["recordsExtracted"] == 1000
 
 
-def test_failing_apiserver_never_fails_the_sync(http_source, runner, tmp_path):
-    api = FakeApiserver(fail=True)
-    try:
-        spec = rest_spec(
-            http_source.url,
-            duckdb_destination(tmp_path / "p.duckdb"),
-            resources=[rest_resource(page_size=50)],
-        )
-        http_source.state.delay_ms = 120
-        outcome = runner.run(
-            spec,
-            name="live",
-            DATAPIPELINES_RUN_NAME="live-abc",
-            DATAPIPELINES_KUBE_API=api.url,
-            DATAPIPELINES_SERVICEACCOUNT_DIR=str(service_account(tmp_path)),
-        )
-    finally:
-        api.close()
+class Watcher:
+    """Records the run's status.progress as the apiserver holds it, while the runner runs."""
+
+    def __init__(self, ns: str, run: str) -> None:
+        self.ns, self.run = ns, run
+        self.seen: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            status = kubectl_json("get", "prun", self.run, "-n", self.ns).get("status") or {}
+            if status.get("progress") and status["progress"] not in self.seen:
+                self.seen.append(status["progress"])
+            time.sleep(0.2)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_progress_and_report_reach_the_run_status(http_source, runner, release, tmp_path):
+    env = runner_identity(release, "live-x7k2p", tmp_path)
+    http_source.state.delay_ms = 250  # 10 pages: ~2.5 s of extraction
+    spec = rest_spec(http_source.url, duckdb_destination(tmp_path / "p.duckdb"))
+    with Watcher(release.namespace, "live-x7k2p") as watcher:
+        outcome = runner.run(spec, name="live", **env)
+    assert outcome.exit_code == 0, outcome.error
+
+    status = kubectl_json("get", "prun", "live-x7k2p", "-n", release.namespace)["status"]
+    live = [p for p in watcher.seen if p.get("stage") == "extract"]
+    assert any(0 < p["recordsExtracted"] < 1000 for p in live), watcher.seen
+    final = status["runnerResult"]
+    assert final["success"] is True and final["rowsInserted"] == 1000
+    assert final["podName"] == env["DATAPIPELINES_POD_NAME"]
+    assert final["report"] and "rows inserted: 1000" in final["report"]
+    assert status["progress"]["stage"] == "done" and status["progress"]["recordsExtracted"] == 1000
+    assert "phase" not in status and "result" not in status  # the operator's, never the runner's
+
+
+def test_a_refusing_apiserver_never_fails_the_sync(http_source, runner, release, tmp_path):
+    """Reporting on someone else's run is refused (403) by the admission policy; the sync goes
+    on, and the result is in the termination message."""
+    env = runner_identity(release, "live-abc", tmp_path)
+    env["DATAPIPELINES_RUN_NAME"] = "someone-elses-run"
+    spec = rest_spec(
+        http_source.url,
+        duckdb_destination(tmp_path / "p.duckdb"),
+        resources=[rest_resource(page_size=50)],
+    )
+    outcome = runner.run(spec, name="live", **env)
     assert outcome.exit_code == 0, outcome.error
     assert outcome.result["rowsInserted"] == 1000
-    assert len(api.patches) >= 2  # progress was tried, and the result (with retries)
+    status = kubectl_json("get", "prun", "live-abc", "-n", release.namespace).get("status") or {}
+    assert "runnerResult" not in status and "progress" not in status
 
 
 def test_unreachable_apiserver_never_fails_the_sync(http_source, runner, tmp_path):
-    from tests.support.processes import free_port
-
     spec = rest_spec(http_source.url, duckdb_destination(tmp_path / "p.duckdb"))
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "token").write_text("a-token\n")
     outcome = runner.run(
         spec,
         name="live",
         DATAPIPELINES_RUN_NAME="live-abc",
         DATAPIPELINES_KUBE_API=f"https://127.0.0.1:{free_port()}",
-        DATAPIPELINES_SERVICEACCOUNT_DIR=str(service_account(tmp_path)),
+        DATAPIPELINES_SERVICEACCOUNT_DIR=str(sa),
     )
     assert outcome.exit_code == 0, outcome.error
     assert outcome.result["rowsInserted"] == 1000
+    json.dumps(outcome.result)  # the termination message is the result

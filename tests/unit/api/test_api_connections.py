@@ -1,13 +1,19 @@
-"""GET /connections, /pipelines, /connections/{name}/status."""
+"""GET /connections, /pipelines, /connections/{name}/status; several namespaces."""
 
 from __future__ import annotations
 
-import httpx
+import json
+from typing import Any
 
+import httpx
+import pytest
+
+from datapipelines.api import services
+from datapipelines.api.errors import ArchiveUnavailable
 from datapipelines.api.main import create_app
-from datapipelines.api.mapping import LastRun
+from datapipelines.api.models import ConflictBody, HistoryEntryOut
 from datapipelines.api.settings import Settings
-from tests.unit.api.fakekube import FakeStore
+from tests.unit.api.fakekube import AUTH, FakeStore
 
 FIELDS = {"name", "type", "enabled", "schema_name", "last_run_at"}
 
@@ -35,6 +41,9 @@ async def test_list_connections(client: httpx.AsyncClient, fake: FakeStore) -> N
         "concurrency_policy": "Forbid",
         "schedule": None,
         "active_runs": [],
+        "namespace": "test",
+        "ready": None,
+        "ready_reason": None,
     }
     assert beta["enabled"] is False and beta["type"] == "sql_database"
     assert beta["schema_name"] == "beta_db" and beta["last_run_at"] is None
@@ -42,7 +51,8 @@ async def test_list_connections(client: httpx.AsyncClient, fake: FakeStore) -> N
 
 
 async def test_list_connections_empty(client: httpx.AsyncClient, fake: FakeStore) -> None:
-    fake._connections.clear()
+    for name in ("alpha", "beta", "gamma"):
+        fake.delete_connection(name)
     resp = await client.get("/connections")
     assert resp.status_code == 200 and resp.json() == []
 
@@ -134,25 +144,40 @@ async def test_status_never_run(client: httpx.AsyncClient) -> None:
 
 
 class StubArchive:
-    def __init__(self, last: LastRun | None = None, fail: bool = False) -> None:
-        self.last, self.fail, self.calls = last, fail, 0
+    """An archive that counts its reads (the status never needs it)."""
 
-    async def recent(self, namespace: str, limit: int):  # pragma: no cover - unused here
-        return []
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.calls = fail, 0
 
-    async def last_run(self, namespace: str, connection: str) -> LastRun | None:
+    async def recent(self, namespaces: list[str], limit: int) -> list[HistoryEntryOut]:
         self.calls += 1
         if self.fail:
-            from datapipelines.api.errors import ArchiveUnavailable
-
             raise ArchiveUnavailable("down")
-        return self.last
+        return []
+
+    async def last_run(self, namespace: str, connection: str) -> dict[str, Any] | None:
+        self.calls += 1
+        if self.fail:
+            raise ArchiveUnavailable("down")
+        return None
 
 
-async def test_status_uses_archive_when_no_run_objects(fake: FakeStore) -> None:
-    archive = StubArchive(
-        LastRun("archive", "2026-11-30T05:00:00Z", False, "db down", 42, 2, "a-1")
+async def test_status_without_run_objects_from_the_operators_record(fake: FakeStore) -> None:
+    """The runs were pruned: the connection's status, which the operator keeps from every
+    finished run (as the archive does), answers, without asking the archive; a newer finished
+    run in the cluster wins over that record."""
+    fake.add_connection(
+        "alpha",
+        status={
+            "lastRunAt": "2026-11-30T05:00:00Z",
+            "lastRunSuccess": False,
+            "lastRunError": "db down",
+            "lastRunDurationMs": 42,
+            "lastRunAttempts": 2,
+            "lastRunName": "alpha-1",
+        },
     )
+    archive = StubArchive()
     app = create_app(Settings(api_key="k-123456789", namespace="test"), kube=fake, archive=archive)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -160,13 +185,31 @@ async def test_status_uses_archive_when_no_run_objects(fake: FakeStore) -> None:
         headers={"X-API-Key": "k-123456789"},
     ) as c:
         body = (await c.get("/connections/alpha/status")).json()
-        assert body["last_run_source"] == "archive"
+        assert body["last_run_source"] == "connection" and body["last_run_id"] == "alpha-1"
+        assert body["last_run_at"] == "2026-11-30T05:00:00Z"
+        assert body["last_run_success"] is False and body["last_run_duration_ms"] == 42
         assert body["last_run_error"] == "db down" and body["last_run_attempts"] == 2
-        # a run object in the cluster wins without asking the archive
-        fake.add_run("alpha-9", "alpha", "Succeeded", startTime="2026-11-30T07:00:00Z")
-        calls = archive.calls
+        # a newer run object in the cluster wins
+        fake.add_run(
+            "alpha-9",
+            "alpha",
+            "Succeeded",
+            startTime="2026-11-30T07:00:00Z",
+            completionTime="2026-11-30T07:00:01Z",
+        )
         body = (await c.get("/connections/alpha/status")).json()
-        assert body["last_run_source"] == "runs" and archive.calls == calls
+        assert body["last_run_source"] == "runs" and body["last_run_id"] == "alpha-9"
+        assert body["last_run_at"] == "2026-11-30T07:00:00Z" and body["last_run_success"] is True
+        # an older one does not
+        fake.add_run(
+            "alpha-0",
+            "alpha",
+            "Failed",
+            startTime="2026-11-30T04:00:00Z",
+            completionTime="2026-11-30T04:00:01Z",
+        )
+        assert (await c.get("/connections/alpha/status")).json()["last_run_id"] == "alpha-9"
+    assert archive.calls == 0
 
 
 async def test_status_survives_archive_outage(fake: FakeStore) -> None:
@@ -207,3 +250,150 @@ async def test_reads_are_503_until_cache_synced(client: httpx.AsyncClient, fake:
     }
     assert "fake" not in ready.text  # the reason stays out of the unauthenticated probe
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_ready_condition_and_a_spec_the_model_refuses(
+    client: httpx.AsyncClient, fake: FakeStore
+) -> None:
+    condition = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "InvalidSpec",
+        "message": "spec.source.restApi.baseUrl: required",
+        "lastTransitionTime": "2026-11-30T08:00:00Z",
+    }
+    fake.add_connection("delta", status={"conditions": [condition]})
+    # stored before a stricter CRD: the shared model refuses it, the API still lists it
+    fake.add_connection("legacy", type="no_such_type", concurrencyPolicy="Sometimes")
+    listed = {c["name"]: c for c in (await client.get("/connections")).json()}
+    assert listed["delta"]["ready"] is False and listed["delta"]["ready_reason"] == "InvalidSpec"
+    assert listed["alpha"]["ready"] is None and listed["alpha"]["ready_reason"] is None
+    legacy = listed["legacy"]
+    assert legacy["type"] == "no_such_type" and legacy["enabled"] is True
+    assert legacy["concurrency_policy"] == "Sometimes" and legacy["schema_name"] == "legacy"
+    assert (await client.get("/connections/legacy/status")).status_code == 200
+
+
+# --- the fast list body ----------------------------------------------------------------------
+
+
+def _models(fake: FakeStore, only_enabled: bool = False) -> list[dict[str, object]]:
+    return [
+        c.model_dump(mode="json")
+        for c in services.list_connections(fake, only_enabled=only_enabled)
+    ]
+
+
+async def test_list_body_equals_list_connections_model_by_model(
+    client: httpx.AsyncClient, fake: FakeStore
+) -> None:
+    """`GET /connections` joins cached per-connection JSON: byte-for-byte what the typed list
+    would render, before and after changes (a new run, a finished one, a changed spec)."""
+    fake.add_connection("delta", status={"lastRunAt": "2026-11-29T10:00:00Z"})
+    fake.add_run("alpha-1", "alpha", "Running", startTime="2026-11-30T07:00:00Z")
+    for step in range(3):
+        resp = await client.get("/connections")
+        assert resp.headers["content-type"] == "application/json"
+        assert resp.json() == _models(fake)
+        assert json.loads(services.list_connections_json(fake, only_enabled=True)) == _models(
+            fake, only_enabled=True
+        )
+        assert (await client.get("/pipelines?only_enabled=true")).json() == _models(
+            fake, only_enabled=True
+        )
+        if step == 0:
+            fake.finish_run("alpha-1")
+            fake.add_run("gamma-1", "gamma", "Queued")
+        elif step == 1:
+            fake.add_connection("beta", enabled=True, schemaName="beta_v2")
+            fake.delete_run("gamma-1")
+    alpha = resp.json()[0]
+    assert alpha["active_runs"] == [] and alpha["last_run_at"] == "2026-11-30T08:00:00Z"
+    assert resp.json()[1]["schema_name"] == "beta_v2"
+
+
+# --- several namespaces -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def two() -> FakeStore:
+    """A store serving team-a and team-b; `alpha` exists in both."""
+    store = FakeStore("team-a", "team-b")
+    store.add_connection("alpha")
+    store.add_connection("gamma", concurrencyPolicy="Queue")
+    store.add_connection("alpha", namespace="team-b")
+    store.add_connection("beta", namespace="team-b")
+    return store
+
+
+def _client(store: FakeStore) -> httpx.AsyncClient:
+    app = create_app(Settings(api_key=AUTH["X-API-Key"], namespace="team-a,team-b"), kube=store)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH
+    )
+
+
+async def test_listing_shows_every_namespace(two: FakeStore) -> None:
+    async with _client(two) as client:
+        body = (await client.get("/connections")).json()
+    assert [(c["name"], c["namespace"]) for c in body] == [
+        ("alpha", "team-a"),
+        ("alpha", "team-b"),
+        ("beta", "team-b"),
+        ("gamma", "team-a"),
+    ]
+    assert body == _models(two)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/connections/alpha/status"),
+        ("POST", "/connections/alpha/run"),
+        ("POST", "/connections/alpha/run_async"),
+    ],
+)
+async def test_a_name_in_two_namespaces_is_409_naming_them(
+    two: FakeStore, method: str, path: str
+) -> None:
+    async with _client(two) as client:
+        resp = await client.request(method, path)
+    assert resp.status_code == 409
+    body = resp.json()
+    assert "team-a, team-b" in body["detail"] and "unique" in body["detail"]
+    assert body["connection"] == "alpha" and body["namespaces"] == ["team-a", "team-b"]
+    assert two.catalog.runs == {}  # nothing was created
+
+
+async def test_unique_names_work_in_their_own_namespace(two: FakeStore) -> None:
+    async with _client(two) as client:
+        status = (await client.get("/connections/beta/status")).json()
+        started = (await client.post("/connections/beta/run_async")).json()
+        task = (await client.get(f"/task_status/{started['task_id']}")).json()
+    assert status["namespace"] == "team-b"
+    run = two.catalog.runs[("team-b", started["task_id"])]
+    assert run.spec.connection_name == "beta" and task["connection"] == "beta"
+    # once the duplicate is gone, the name is unique again
+    two.delete_connection("alpha", namespace="team-b")
+    async with _client(two) as client:
+        resp = await client.get("/connections/alpha/status")
+    assert resp.status_code == 200 and resp.json()["namespace"] == "team-a"
+
+
+async def test_conflicts_are_documented_with_the_bodies_they_have(two: FakeStore) -> None:
+    async with _client(two) as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        duplicate = (await client.get("/connections/alpha/status")).json()
+        two.add_run("gamma-busy", "gamma", "Running")
+        two.add_connection("gamma", concurrencyPolicy="Forbid")
+        busy = (await client.post("/connections/gamma/run_async")).json()
+    for path, method in (
+        ("/connections/{name}/status", "get"),
+        ("/connections/{name}/run", "post"),
+        ("/connections/{name}/run_async", "post"),
+        ("/task_status/{task_id}", "get"),
+        ("/cancel_task/{task_id}", "post"),
+    ):
+        assert "409" in paths[path][method]["responses"], path
+    assert ConflictBody.model_validate(duplicate).namespaces == ["team-a", "team-b"]
+    assert ConflictBody.model_validate(busy).active_task_id == "gamma-busy"

@@ -37,7 +37,12 @@ def _add_finished(fake: FakeStore, n: int) -> None:
             "Succeeded" if i % 2 else "Failed",
             startTime=f"2026-11-30T07:{i:02d}:00Z",
             completionTime=f"2026-11-30T07:{i:02d}:30Z",
-            result={"durationMs": 30000, "rowsInserted": i, "error": None if i % 2 else "x"},
+            result={
+                "success": bool(i % 2),
+                "durationMs": 30000,
+                "rowsInserted": i,
+                "error": None if i % 2 else "x",
+            },
         )
 
 
@@ -78,13 +83,17 @@ async def test_history_bad_limit_is_422(client: httpx.AsyncClient, limit: str) -
 class FakeArchive:
     def __init__(self, entries: list[HistoryEntryOut], fail: bool = False) -> None:
         self.entries, self.fail = entries, fail
+        self.asked: list[tuple[list[str], int]] = []
 
-    async def recent(self, namespace: str, limit: int) -> list[HistoryEntryOut]:
+    async def recent(self, namespaces: list[str], limit: int) -> list[HistoryEntryOut]:
+        self.asked.append((namespaces, limit))
         if self.fail:
             raise ArchiveUnavailable("down")
-        return self.entries[:limit]
+        return [e for e in self.entries if not namespaces or e.namespace in namespaces][:limit]
 
-    async def last_run(self, namespace: str, connection: str):  # pragma: no cover
+    async def last_run(self, namespace: str, connection: str) -> dict[str, object] | None:
+        if self.fail:
+            raise ArchiveUnavailable("down")
         return None
 
 
@@ -136,7 +145,9 @@ async def test_history_merges_archive_and_cluster(fake: FakeStore) -> None:
     assert body[0]["trigger"] == "api"
     assert body[2]["started_at"] == "2026-11-30T06:02:00Z" and body[2]["trigger"] == "schedule"
     assert body[3]["status"] == "failed" and body[3]["error"] == "e"
+    assert all(e["namespace"] == "test" for e in body)
     assert resp.headers["X-DataPipelines-History-Archive"] == "ok"
+    assert archive.asked == [(["test"], 10)]  # the archive is asked for the served namespaces
 
 
 async def test_history_archive_outage_degrades_to_cluster(fake: FakeStore) -> None:
@@ -144,3 +155,39 @@ async def test_history_archive_outage_degrades_to_cluster(fake: FakeStore) -> No
     resp = await _get(fake, FakeArchive([], fail=True), "/history")
     assert resp.status_code == 200 and len(resp.json()) == 2
     assert resp.headers["X-DataPipelines-History-Archive"] == "unavailable"
+
+
+async def test_history_of_several_namespaces() -> None:
+    fake = FakeStore("team-a", "team-b")
+    fake.add_connection("alpha")
+    fake.add_connection("beta", namespace="team-b")
+    fake.add_run(
+        "alpha-1",
+        "alpha",
+        "Succeeded",
+        startTime="2026-11-30T07:00:00Z",
+        completionTime="2026-11-30T07:00:30Z",
+        result={"success": True},
+    )
+    fake.add_run(
+        "beta-1",
+        "beta",
+        "Failed",
+        namespace="team-b",
+        startTime="2026-11-30T07:01:00Z",
+        completionTime="2026-11-30T07:01:30Z",
+        result={"success": False, "error": "e"},
+    )
+    archive = FakeArchive(
+        [
+            history_entry_of_row(_row("beta-0", 1, namespace="team-b")),
+            history_entry_of_row(_row("elsewhere-0", 2, namespace="other")),
+        ]
+    )
+    body = (await _get(fake, archive, "/history")).json()
+    assert [(e["run_id"], e["namespace"]) for e in body] == [
+        ("beta-1", "team-b"),
+        ("alpha-1", "team-a"),
+        ("beta-0", "team-b"),
+    ]
+    assert archive.asked == [(["team-a", "team-b"], 10)]

@@ -1,18 +1,24 @@
-"""KubeStore without a cluster: error translation, configuration retries, write paths."""
+"""KubeStore without a cluster: error translation, configuration retries, the write paths into
+the catalog (read-your-writes), the Job delete of a cancel, reports read on demand."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from datapipelines.api.cache import WatchCache
 from datapipelines.api.errors import Conflict, Invalid, KubeUnavailable, NotFound
 from datapipelines.api.kube import MERGE_PATCH, KubeStore, translate
+from datapipelines.api.metrics import Metrics
 from datapipelines.api.settings import Settings
+from datapipelines.resources.manifests import CANCEL_PATCH, batch_manifest, run_manifest
+from datapipelines.resources.run import PipelineRun, Trigger
 
 
 def api_exc(status: int, message: str = "m") -> ApiException:
@@ -60,81 +66,193 @@ async def test_missing_kubeconfig_is_not_ready_and_retried(tmp_path: Path) -> No
         ready, reason = store.readiness()
         assert not ready and "no Kubernetes client configuration" in reason
         with pytest.raises(KubeUnavailable):
-            store.connections()
+            store.ensure_ready()
+        with pytest.raises(KubeUnavailable):
+            await store.create_run("n", run_manifest("c", Trigger.API))
     finally:
         await store.stop()
 
 
 class FakeCustomApi:
+    """The apiserver's custom objects: stores what is created and patched."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.fail: BaseException | None = None
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self._rv = 100
+
+    def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        return obj
 
     async def create_namespaced_custom_object(self, group, version, ns, plural, body, **kw):
-        self.calls.append(("create", (plural, body, kw)))
+        self.calls.append(("create", (ns, plural, body, kw)))
         if self.fail:
             raise self.fail
-        return {**body, "metadata": {"name": "c-abcde", "resourceVersion": "7"}}
+        meta = dict(body["metadata"])
+        meta.setdefault("name", meta.pop("generateName", "x-") + "abcde")
+        meta.update(namespace=ns, uid=f"uid-{meta['name']}")
+        obj = self._stamp({**body, "metadata": meta})
+        self.objects[(ns, meta["name"])] = obj
+        return obj
 
     async def patch_namespaced_custom_object(self, group, version, ns, plural, name, body, **kw):
-        self.calls.append(("patch", (plural, name, body, kw)))
+        self.calls.append(("patch", (ns, plural, name, body, kw)))
         if self.fail:
             raise self.fail
-        return {"metadata": {"name": name, "resourceVersion": "8"}, "spec": body["spec"]}
+        obj = self.objects[(ns, name)]
+        obj["spec"] = {**obj["spec"], **body["spec"]}
+        return self._stamp(obj)
+
+    async def get_namespaced_custom_object(self, group, version, ns, plural, name, **kw):
+        self.calls.append(("get", (ns, plural, name, kw)))
+        if (ns, name) not in self.objects:
+            raise api_exc(404)
+        return self.objects[(ns, name)]
+
+
+def job(name: str, owner_uid: str | None, controller: bool = True) -> SimpleNamespace:
+    owners = [SimpleNamespace(uid=owner_uid, controller=controller)] if owner_uid else []
+    return SimpleNamespace(
+        metadata=SimpleNamespace(name=name, uid=f"job-uid-{name}", owner_references=owners)
+    )
 
 
 class FakeBatchApi:
-    def __init__(self, status: int | None = None) -> None:
-        self.status, self.calls = status, []
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[str, str], SimpleNamespace] = {}
+        self.deletes: list[tuple[str, str, Any]] = []
+        self.delete_status: int | None = None
+
+    async def read_namespaced_job(self, name, ns, **kw):
+        if (ns, name) not in self.jobs:
+            raise api_exc(404)
+        return self.jobs[(ns, name)]
 
     async def delete_namespaced_job(self, name, ns, body=None, **kw):
-        self.calls.append((name, ns, body))
-        if self.status:
-            raise api_exc(self.status)
+        self.deletes.append((name, ns, body))
+        if self.delete_status:
+            raise api_exc(self.delete_status)
 
 
-def _store() -> tuple[KubeStore, FakeCustomApi, FakeBatchApi]:
-    from datapipelines.api.cache import WatchCache
-
-    store = KubeStore(Settings(namespace="n"), api_client=object())  # type: ignore[arg-type]
+def _store(namespace: str = "n") -> tuple[KubeStore, FakeCustomApi, FakeBatchApi]:
+    store = KubeStore(Settings(namespace=namespace), api_client=object())  # type: ignore[arg-type]
     custom, batch = FakeCustomApi(), FakeBatchApi()
     store.custom, store.batch_api = custom, batch  # type: ignore[assignment]
-    store.cache = WatchCache(custom, "n")
-    for w in store.cache.watches:
+    store.cache = WatchCache(custom, store.namespaces, catalog=store.catalog)
+    for w in store.cache.watches.values():
         w.synced = True
     return store, custom, batch
 
 
-async def test_writes_go_to_the_apiserver_and_into_the_cache() -> None:
-    store, custom, batch = _store()
-    run = await store.create_run({"metadata": {"generateName": "c-"}, "spec": {"x": 1}})
-    assert store.run("c-abcde") == run  # read-your-writes
-    await store.patch_run("c-abcde", {"spec": {"cancelRequested": True}})
-    kind, (plural, name, _body, kw) = custom.calls[-1]
-    assert (kind, plural, name) == ("patch", "pipelineruns", "c-abcde")
+def _requests(verb: str, resource: str) -> float:
+    value = Metrics().registry.get_sample_value(
+        "datapipelines_api_apiserver_requests_total", {"verb": verb, "resource": resource}
+    )
+    return value or 0.0
+
+
+async def test_writes_go_to_the_apiserver_and_into_the_catalog() -> None:
+    store, custom, _ = _store()
+    creates = _requests("create", "pipelineruns")
+    run = await store.create_run("n", run_manifest("c", Trigger.API, namespace="n"))
+    assert isinstance(run, PipelineRun) and run.name == "c-abcde" and run.namespace == "n"
+    assert store.run("c-abcde") == run  # read-your-writes, before the watch says anything
+    assert store.catalog.active_runs(("n", "c")) == [run]
+    assert _requests("create", "pipelineruns") == creates + 1
+    patched = await store.patch_run(run, CANCEL_PATCH)
+    kind, (ns, plural, name, _body, kw) = custom.calls[-1]
+    assert (kind, ns, plural, name) == ("patch", "n", "pipelineruns", "c-abcde")
     assert kw["_content_type"] == MERGE_PATCH
-    assert await store.delete_job("c-abcde") is True
-    assert batch.calls[0][2].propagation_policy == "Background"
-    batch.status = 404
-    assert await store.delete_job("gone") is False
+    assert patched.spec.cancel_requested is True
+    cached = store.run("c-abcde")
+    assert cached is not None and cached.spec.cancel_requested is True
+    batch = await store.create_batch("n", batch_manifest(["c"], name="batch-1", namespace="n"))
+    assert store.batches("batch-1") == [batch]
+    await store.patch_batch(batch, CANCEL_PATCH)
+    assert store.batches("batch-1")[0].spec.cancel_requested is True
+
+
+async def test_cluster_wide_store_writes_into_the_one_watch() -> None:
+    store, _, _ = _store(namespace="")
+    assert store.namespaces == []
+    assert store.cache is not None and {ns for _, ns in store.cache.watches} == {None}
+    await store.create_run("team-x", run_manifest("c", Trigger.API, namespace="team-x"))
+    assert ("team-x", "c-abcde") in store.catalog.runs
+
+
+async def test_delete_run_job_deletes_only_the_runs_own_job() -> None:
+    store, _, batch = _store()
+    run = await store.create_run("n", run_manifest("c", Trigger.API, namespace="n"))
+    assert await store.delete_run_job(run) is False  # no Job yet
+    assert batch.deletes == []
+    batch.jobs[("n", run.name)] = job(run.name, owner_uid="someone-else")
+    assert await store.delete_run_job(run) is False  # not the run's: left alone
+    assert batch.deletes == []
+    batch.jobs[("n", run.name)] = job(run.name, owner_uid=run.metadata.uid, controller=False)
+    assert await store.delete_run_job(run) is False  # owned but not controlled by the run
+    batch.jobs[("n", run.name)] = job(run.name, owner_uid=run.metadata.uid)
+    assert await store.delete_run_job(run) is True
+    name, ns, options = batch.deletes[-1]
+    assert (name, ns) == (run.name, "n")
+    assert options.propagation_policy == "Background"
+    assert options.preconditions.uid == f"job-uid-{run.name}"  # exactly the Job that was read
+    for status in (404, 409):  # gone meanwhile, or replaced by another Job of that name
+        batch.delete_status = status
+        assert await store.delete_run_job(run) is False
+
+
+async def test_report_is_read_on_demand_and_kept_for_finished_runs() -> None:
+    store, custom, _ = _store()
+    run = await store.create_run("n", run_manifest("c", Trigger.API, namespace="n"))
+    assert await store.report(run) is None  # the catalog saw no report: no request
+    assert not [c for c in custom.calls if c[0] == "get"]
+    finished = dict(custom.objects[("n", run.name)])
+    finished["status"] = {
+        "phase": "Succeeded",
+        "result": {"success": True},
+        "runnerResult": {"success": True, "report": "loaded 3 rows"},
+    }
+    finished["metadata"] = {**finished["metadata"], "resourceVersion": "200"}
+    custom.objects[("n", run.name)] = finished
+    store.cache.watch_for("pipelineruns", "n").handle_event(  # type: ignore[union-attr]
+        {"type": "MODIFIED", "object": finished}
+    )
+    cached = store.run(run.name)
+    assert cached is not None and cached.report() is None  # not in memory
+    gets = _requests("get", "pipelineruns")
+    assert await store.report(cached) == "loaded 3 rows"
+    assert await store.report(cached) == "loaded 3 rows"  # a finished run's report: kept
+    assert len([c for c in custom.calls if c[0] == "get"]) == 1
+    assert _requests("get", "pipelineruns") == gets + 1
 
 
 async def test_write_failures_become_api_errors() -> None:
     store, custom, _ = _store()
+    run = await store.create_run("n", run_manifest("c", Trigger.API, namespace="n"))
     custom.fail = aiohttp.ClientConnectionError("refused")
     with pytest.raises(KubeUnavailable, match="not reachable"):
-        await store.create_run({"metadata": {}, "spec": {}})
+        await store.create_run("n", run_manifest("c", Trigger.API, namespace="n"))
     custom.fail = api_exc(404)
     with pytest.raises(NotFound):
-        await store.patch_batch("b", {"spec": {"cancelRequested": True}})
+        await store.patch_run(run, CANCEL_PATCH)
+    custom.fail = api_exc(409, "already exists")
+    with pytest.raises(Conflict, match="already exists"):
+        await store.create_batch("n", batch_manifest(["c"], name="batch-1", namespace="n"))
 
 
-async def test_unsynced_cache_refuses_reads_and_writes() -> None:
-    store, _, _ = _store()
+async def test_unsynced_cache_refuses_writes() -> None:
+    store, custom, _ = _store()
     assert store.cache is not None
-    store.cache.runs.synced = False
-    store.cache.runs.last_error = "ClientConnectorError: refused"
-    with pytest.raises(KubeUnavailable, match="pipelineruns: ClientConnectorError"):
-        store.runs()
+    runs = store.cache.watch_for("pipelineruns", "n")
+    runs.synced = False
+    runs.last_error = "ClientConnectorError: refused"
+    ready, reason = store.readiness()
+    assert not ready and "pipelineruns in n: ClientConnectorError" in reason
+    with pytest.raises(KubeUnavailable, match="pipelineruns in n: ClientConnectorError"):
+        store.ensure_ready()
     with pytest.raises(KubeUnavailable):
-        await store.create_run({"metadata": {}, "spec": {}})
+        await store.create_run("n", run_manifest("c", Trigger.API, namespace="n"))
+    assert custom.calls == []

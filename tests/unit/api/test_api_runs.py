@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import httpx
 import pytest
 
 from datapipelines.api import services
+from datapipelines.api.catalog import summarize_connection
 from datapipelines.api.main import create_app
 from datapipelines.api.settings import Settings
-from tests.unit.api.fakekube import FakeStore
+from datapipelines.resources.run import PipelineRun
+from tests.unit.api.fakekube import FakeStore, connection
 
 RESULT_FIELDS = {
     "success",
@@ -25,11 +28,15 @@ RESULT_FIELDS = {
 }
 
 
+def runs(fake: FakeStore) -> list[PipelineRun]:
+    return list(fake.catalog.runs.values())
+
+
 async def _created_run(fake: FakeStore, connection: str) -> str:
     for _ in range(200):
-        for run in fake.runs():
-            if run["spec"]["connectionName"] == connection and "status" not in run:
-                return str(run["metadata"]["name"])
+        for run in runs(fake):
+            if run.spec.connection_name == connection and run.phase is None:
+                return run.name
         await asyncio.sleep(0.005)
     raise AssertionError("no run was created")
 
@@ -37,10 +44,11 @@ async def _created_run(fake: FakeStore, connection: str) -> str:
 async def test_sync_run_waits_for_the_end(client: httpx.AsyncClient, fake: FakeStore) -> None:
     request = asyncio.create_task(client.post("/connections/alpha/run"))
     run_id = await _created_run(fake, "alpha")
-    run = fake.run(run_id)
+    run = fake.run_obj(run_id)
     assert run is not None
     assert run["spec"] == {"connectionName": "alpha", "trigger": "api"}
     assert run["metadata"]["labels"]["datapipelines.io/trigger"] == "api"
+    assert run["metadata"]["namespace"] == "test"
     assert run_id.startswith("alpha-")
     await asyncio.sleep(0.02)
     assert not request.done()  # still waiting
@@ -103,6 +111,7 @@ async def test_infra_failure_without_result(client: httpx.AsyncClient, fake: Fak
                         "status": "False",
                         "reason": "Failed",
                         "message": "OOMKilled",
+                        "lastTransitionTime": "2026-11-30T08:00:03Z",
                     }
                 ],
             )
@@ -122,6 +131,7 @@ async def test_infra_failure_without_result(client: httpx.AsyncClient, fake: Fak
         "run_id": body["run_id"],
         "status": "failed",
         "report_truncated": None,
+        "schema_changes": None,
     }
 
 
@@ -153,7 +163,7 @@ async def test_wait_limit_is_504_and_run_goes_on(fake: FakeStore) -> None:
 
 
 def test_wait_limit_from_connection_spec() -> None:
-    conn = {"spec": {"timeoutSeconds": 100, "retries": 2}}
+    conn = summarize_connection(connection("c", timeoutSeconds=100, retries=2))
     assert services.wait_limit(conn, None) == 100 * 3 + services.WAIT_SLACK_SECONDS
     assert services.wait_limit(conn, 7) == 7
 
@@ -176,7 +186,7 @@ async def test_run_unknown_connection_is_404(client: httpx.AsyncClient, fake: Fa
         resp = await client.post(path)
         assert resp.status_code == 404
         assert resp.json()["detail"] == "connection 'nope' not found"
-    assert fake.runs() == []
+    assert runs(fake) == []
 
 
 @pytest.mark.parametrize("path", ["/connections/alpha/run", "/connections/alpha/run_async"])
@@ -188,7 +198,7 @@ async def test_forbid_with_active_run_is_409(
     assert resp.status_code == 409
     body = resp.json()
     assert body["active_task_id"] == "alpha-busy" and "alpha-busy" in body["detail"]
-    assert len(fake.runs()) == 1
+    assert len(runs(fake)) == 1
 
 
 async def test_forbid_counts_a_run_without_status_as_active(
@@ -206,7 +216,7 @@ async def test_concurrent_requests_create_one_run_under_forbid(
 ) -> None:
     answers = await asyncio.gather(*(client.post("/connections/alpha/run_async") for _ in range(5)))
     assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409]
-    assert len(fake.runs()) == 1
+    assert len(runs(fake)) == 1
 
 
 async def test_finished_runs_do_not_block_forbid(
@@ -253,13 +263,35 @@ async def test_apiserver_unreachable_on_write_is_503(
 async def test_run_bad_include_report_is_422(client: httpx.AsyncClient, fake: FakeStore) -> None:
     resp = await client.post("/connections/alpha/run?include_report=perhaps")
     assert resp.status_code == 422
-    assert fake.runs() == []
+    assert runs(fake) == []
 
 
 async def test_long_connection_names_make_valid_run_names(
     client: httpx.AsyncClient, fake: FakeStore
 ) -> None:
-    long = "c" * 70
+    long = "c" * 51  # the longest name the CRD admits
     fake.add_connection(long)
     body = (await client.post(f"/connections/{long}/run_async")).json()
     assert len(body["task_id"]) <= 63
+    assert len(body["task_id"]) <= 57  # MAX_RUN_NAME: pod names still identify the run
+
+
+async def test_sync_run_in_another_served_namespace() -> None:
+    fake = FakeStore("team-a", "team-b")
+    fake.add_connection("alpha")
+    fake.add_connection("beta", namespace="team-b")
+    fake.on_create_run = lambda run: asyncio.get_running_loop().call_soon(
+        functools.partial(fake.finish_run, run["metadata"]["name"], namespace="team-b")
+    )
+    app = create_app(Settings(api_key="k-123456789", namespace="team-a,team-b"), kube=fake)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers={"X-API-Key": "k-123456789"},
+    ) as c:
+        resp = await c.post("/connections/beta/run?include_report=true")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["success"] is True and body["report"] == "loaded 10 rows"
+    assert ("team-b", body["run_id"]) in fake.catalog.runs
+    assert fake.report_reads == [body["run_id"]]  # read once, on demand

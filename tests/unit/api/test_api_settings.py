@@ -36,7 +36,7 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.run_wait_seconds == 77
     assert s.api_keys == ["k1-aaaaaaaa", "k2-bbbbbbbb"]
-    assert s.api_port == 9000 and s.resolved_namespace() == "pipelines"
+    assert s.api_port == 9000 and s.watched_namespaces() == ["pipelines"]
     assert s.history_dsn is not None and "p@" not in repr(s)  # secrets stay hidden
     assert "k1-aaaaaaaa" not in repr(s)
     assert s.kubeconfig == "/tmp/kc"
@@ -47,6 +47,25 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_namespace_from_service_account(tmp_path: Path) -> None:
     sa = tmp_path / "namespace"
     sa.write_text("team-a\n")
-    assert Settings(namespace="").resolved_namespace(sa) == "team-a"
-    assert Settings(namespace="explicit").resolved_namespace(sa) == "explicit"
-    assert Settings(namespace="").resolved_namespace(tmp_path / "missing") == "default"
+    # not set: the pod's own namespace, else `default`
+    assert Settings(namespace=None).watched_namespaces(sa) == ["team-a"]
+    assert Settings(namespace=None).watched_namespaces(tmp_path / "missing") == ["default"]
+    assert Settings(namespace="explicit").watched_namespaces(sa) == ["explicit"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", []), ("*", []), (" * ", []), ("b, a ,,a", ["a", "b"]), ("one", ["one"])],
+)
+def test_watched_namespaces(tmp_path: Path, value: str, expected: list[str]) -> None:
+    """Empty or `*`: every namespace ([]); a comma list: those."""
+    assert Settings(namespace=value).watched_namespaces(tmp_path / "sa") == expected
+
+
+def test_namespace_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DATAPIPELINES_NAMESPACE", raising=False)
+    assert Settings().watched_namespaces(tmp_path / "missing") == ["default"]
+    monkeypatch.setenv("DATAPIPELINES_NAMESPACE", "")  # the chart's watchNamespace: ""
+    assert Settings().watched_namespaces(tmp_path / "missing") == []
+    monkeypatch.setenv("DATAPIPELINES_NAMESPACE", "team-a,team-b")
+    assert Settings().watched_namespaces(tmp_path / "missing") == ["team-a", "team-b"]

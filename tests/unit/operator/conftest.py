@@ -1,11 +1,13 @@
-"""Fixtures of the operator's unit tests; builders live in opkit.py."""
+"""Fixtures of the operator's unit tests; the builders live in opkit.py."""
+
+from __future__ import annotations
 
 import pytest
 
 from datapipelines.operator.config import Settings
-from tests.unit.operator.opkit import make_settings
+from tests.unit.operator import opkit
 
 
 @pytest.fixture
 def settings() -> Settings:
-    return make_settings()
+    return opkit.settings()

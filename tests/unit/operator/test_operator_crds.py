@@ -1,7 +1,10 @@
-"""The CRD manifests: names, structure, preserve-unknown only where free-form, the cron rule."""
+"""The CRD manifests (generated from datapipelines.resources, see tests/unit/resources/
+test_crdgen.py): names, structure, preserve-unknown only where free-form, the cron rule."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -13,23 +16,20 @@ from datapipelines.resources import GROUP, VERSION
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 
+#: The only free-form subtrees: dlt's own rest_api configuration.
 ALLOWED_FREE_FORM = {
     ("pipelineconnections", "spec.source.restApi.resources[]"),
     ("pipelineconnections", "spec.source.restApi.resourceDefaults"),
-    ("pipelineconnections", "spec.source.filesystem.volume"),
-    ("pipelineconnections", "spec.destination.duckdb.volume"),
-    ("pipelineconnections", "spec.runner.env[].valueFrom"),
-    ("pipelineruns", "status.progress"),
-    ("pipelineruns", "status.result.progressCounts"),
 }
 
 
+@functools.cache
 def load(plural: str) -> dict[str, Any]:
     return yaml.safe_load((CRDS / f"{plural}.yaml").read_text())
 
 
 def schema(plural: str) -> dict[str, Any]:
-    return load(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return copy.deepcopy(load(plural))["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 def walk(node: dict[str, Any], path: str = ""):
@@ -69,7 +69,10 @@ def test_structural_and_free_form_only_where_allowed(plural: str) -> None:
     for path, node in walk(schema(plural)):
         if node.get("x-kubernetes-preserve-unknown-fields"):
             assert (plural, path) in ALLOWED_FREE_FORM, path
-        elif not node.get("x-kubernetes-int-or-string") and path != "metadata":
+            continue
+        if node.get("type") == "object" and path != "metadata":
+            assert node.get("properties") or node.get("additionalProperties"), path
+        if not node.get("x-kubernetes-int-or-string") and path != "metadata":
             assert node.get("type"), f"{plural}: {path} has no type"
         if path in ("spec", "status"):
             assert not node.get("x-kubernetes-preserve-unknown-fields")
@@ -144,3 +147,28 @@ def test_defaults_match_contract() -> None:
     assert (props["historyLimit"]["minimum"], props["historyLimit"]["maximum"]) == (0, 1000)
     assert props["schemaName"]["pattern"] == "^[a-z_][a-z0-9_]{0,62}$"
     assert props["destination"]["properties"]["type"]["default"] == "duckdb"
+    assert (props["startTimeoutSeconds"]["minimum"], props["startTimeoutSeconds"]["default"]) == (
+        10,
+        300,
+    )
+
+
+def test_volumes_are_typed_and_name_exactly_one_type() -> None:
+    spec = schema("pipelineconnections")["properties"]["spec"]["properties"]
+    volume = spec["destination"]["properties"]["duckdb"]["properties"]["volume"]
+    assert set(volume["properties"]) == {
+        "persistentVolumeClaim",
+        "emptyDir",
+        "configMap",
+        "hostPath",
+        "nfs",
+        "csi",
+    }
+    assert any("size() == 1" in r["rule"] for r in volume["x-kubernetes-validations"])
+    assert volume["properties"]["persistentVolumeClaim"]["required"] == ["claimName"]
+
+
+def test_runner_env_cannot_set_the_operators_variables() -> None:
+    env = schema("pipelineconnections")["properties"]["spec"]["properties"]["runner"]
+    item = env["properties"]["env"]["items"]
+    assert any("DATAPIPELINES_" in r["rule"] for r in item["x-kubernetes-validations"])

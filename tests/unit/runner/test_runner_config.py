@@ -85,9 +85,9 @@ def test_postgres_destination_defaults() -> None:
     [
         ({"schemaName": "Demo-Data"}, "schemaName"),
         ({"type": "ftp"}, "type"),
-        ({"type": "sql_database"}, "needs source.sqlDatabase"),
+        ({"type": "sql_database"}, "must hold exactly 'sqlDatabase'"),
         ({"writeDisposition": "upsert"}, "writeDisposition"),
-        ({"destination": {"type": "postgres"}}, "needs destination.postgres"),
+        ({"destination": {"type": "postgres"}}, "destination.postgres is required"),
         ({"source": {"restApi": {"baseUrl": "ftp://x", "resources": [{}]}}}, "baseUrl"),
         ({"source": {"restApi": {"baseUrl": "http://x", "resources": []}}}, "resources"),
     ],
@@ -113,7 +113,7 @@ def test_sql_database_needs_tables_or_query() -> None:
         "type": "sql_database",
         "source": {"sqlDatabase": {"credentialsSecretRef": {"name": "db", "key": "url"}}},
     }
-    with pytest.raises(ConfigError, match="tables and/or query"):
+    with pytest.raises(ConfigError, match="at least one of tables or query"):
         parse_spec(data)
 
 

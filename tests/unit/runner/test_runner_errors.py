@@ -9,6 +9,7 @@ import sqlalchemy.exc
 
 from datapipelines.runner.errors import (
     EXIT_BAD_CONFIG,
+    EXIT_CONTRACT_VIOLATION,
     EXIT_SYNC_FAILED,
     ConfigError,
     classify,
@@ -123,3 +124,67 @@ def test_one_line_collapses_and_caps() -> None:
 def test_sigterm_wrapped_by_dlt_is_cancelled() -> None:
     failure = classify(wrapped("extract", KeyboardInterrupt("terminated by signal 15")))
     assert failure.message == "cancelled: terminated by signal 15"
+
+
+def test_a_violated_contract_names_table_and_column_and_exits_3() -> None:
+    from dlt.common.schema.exceptions import DataValidationError
+
+    exc = DataValidationError("s", "items", "color", "columns", "freeze", None, {}, None)
+    failure = classify(wrapped("normalize", exc))
+    assert failure.message == (
+        "contract violation: table items column color: new columns are not allowed "
+        "(schemaContract.columns: freeze)"
+    )
+    assert failure.exit_code == EXIT_CONTRACT_VIOLATION == 3
+    assert not failure.transient
+
+
+def test_a_frozen_type_names_the_column_not_dlts_variant() -> None:
+    from dlt.common.schema.exceptions import DataValidationError
+
+    table = {"columns": {"price": {"name": "price", "data_type": "double"}}}
+    exc = DataValidationError("s", "items", "price__v_text", "data_type", "freeze", table, {})
+    assert classify(wrapped("normalize", exc)).message == (
+        "contract violation: table items column price: a text value where the column is "
+        "double is not allowed (schemaContract.dataType: freeze)"
+    )
+
+
+def test_a_frozen_table_has_no_column() -> None:
+    from dlt.common.schema.exceptions import DataValidationError
+
+    exc = DataValidationError("s", "others", None, "tables", "freeze", None, {})
+    assert classify(wrapped("extract", exc)).message == (
+        "contract violation: table others: new tables are not allowed "
+        "(schemaContract.tables: freeze)"
+    )
+
+
+def test_a_locked_duckdb_file_is_busy_and_transient() -> None:
+    import duckdb
+
+    exc = duckdb.IOException(
+        'IO Error: Could not set lock on file "/var/lib/datapipelines/warehouse/warehouse.duckdb":'
+        " Conflicting lock is held in /usr/bin/python3.11 (PID 4242). See also "
+        "https://duckdb.org/docs/current/connect/concurrency"
+    )
+    failure = classify(wrapped("sync", exc), destination="duckdb /x")
+    assert failure.message == (
+        "destination busy: another process holds the DuckDB file "
+        "/var/lib/datapipelines/warehouse/warehouse.duckdb (/usr/bin/python3.11, PID 4242); "
+        "DuckDB allows one writing process per file"
+    )
+    assert failure.transient and failure.exit_code == EXIT_SYNC_FAILED
+
+
+def test_a_lost_destination_is_transient_a_refusal_is_not() -> None:
+    lost = psycopg2.OperationalError("terminating connection due to administrator command")
+    assert classify(wrapped("load", lost)).transient
+    starting = psycopg2.OperationalError(
+        'connection to server at "127.0.0.1", port 5 failed: FATAL:  the database system is '
+        "starting up"
+    )
+    assert classify(wrapped("sync", starting)).transient
+    denied = psycopg2.errors.InsufficientPrivilege("permission denied for schema demo_data")
+    assert not classify(wrapped("load", denied)).transient
+    assert not classify(wrapped("extract", http_error(500, "http://h/x", "Oops"))).transient

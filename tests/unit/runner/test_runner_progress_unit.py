@@ -67,9 +67,9 @@ def test_reporter_sends_only_changes_and_at_most_every_interval() -> None:
             time.sleep(0.01)
     time.sleep(0.5)
     reporter.finish({"success": True})
-    progress = [s for s in client.sent if "result" not in s]
+    progress = [s for s in client.sent if "runnerResult" not in s]
     assert 1 <= len(progress) <= 5  # ~0.5 s of updates, at most one patch per 0.2 s
-    assert client.sent[-1]["result"] == {"success": True}
+    assert client.sent[-1]["runnerResult"] == {"success": True}
     assert client.sent[-1]["progress"]["recordsExtracted"] == 500
 
 

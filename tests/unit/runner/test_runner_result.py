@@ -23,6 +23,8 @@ KEYS = {
     "report",
     "reportTruncated",
     "loadId",
+    "schemaChanges",
+    "podName",
 }
 
 
@@ -89,3 +91,18 @@ def test_status_report_limit_is_64_kib() -> None:
     assert big.report_truncated is True
     assert len(big.report.encode()) <= 64 * 1024
     assert with_report_limit(result("small")).report_truncated is False
+
+
+def test_schema_changes_leave_the_termination_message_before_the_load_counts() -> None:
+    from datapipelines.resources.run import SchemaChange
+
+    changes = [
+        SchemaChange(kind="ColumnAdded", table="items", column=f"a_rather_long_column_{i:03d}")
+        for i in range(120)
+    ]
+    full = result(schema_changes=changes)
+    assert len(json.dumps(full.to_dict())) > 4096
+    message = json.loads(termination_message(full))
+    assert message["schemaChanges"] is None
+    assert message["progressCounts"] == {"load": {"items": 1000}}
+    assert full.to_dict()["schemaChanges"][0]["column"] == "a_rather_long_column_000"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from datapipelines.resources.meta import SecretRef
 from datapipelines.runner import secrets
-from datapipelines.runner.config import SecretRef
 from datapipelines.runner.errors import ConfigError
 
 
@@ -50,7 +50,7 @@ def test_missing_or_empty_secret_is_bad_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "key"), [("..", "x"), ("a", "../b"), ("a/b", "c")])
 def test_refs_cannot_escape_the_secrets_dir(name: str, key: str) -> None:
     with pytest.raises(ConfigError, match="invalid secret reference"):
-        secrets.path_for(SecretRef(name=name, key=key))
+        secrets.path_for(SecretRef.model_construct(name=name, key=key))
 
 
 def test_redact_blanks_url_quoted_forms() -> None:

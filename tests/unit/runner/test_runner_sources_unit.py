@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from datapipelines.resources.connection import RestApiSource
 from datapipelines.runner import secrets
-from datapipelines.runner.config import RestApiSource
 from datapipelines.runner.sources import bucket_url, rest_api_config, sqlalchemy_url
 
 

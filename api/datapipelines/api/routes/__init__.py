@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends
 
 from datapipelines.api.deps import require_api_key
 from datapipelines.api.models import ErrorBody
-from datapipelines.api.routes import connections, health, history, pipelines, tasks
+from datapipelines.api.routes import connections, health, history, pipelines, runs, tasks
 
 _COMMON_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid X-API-Key."},
@@ -17,6 +17,7 @@ api_router.include_router(connections.router)
 api_router.include_router(pipelines.router)
 api_router.include_router(tasks.router)
 api_router.include_router(history.router)
+api_router.include_router(runs.router)
 
 health_router = health.router
 

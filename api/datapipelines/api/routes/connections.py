@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from datapipelines.api import services
 from datapipelines.api.deps import ArchiveDep, MetricsDep, ReadyStoreDep, SettingsDep
@@ -22,23 +22,29 @@ router = APIRouter(prefix="/connections", tags=["connections"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown connection."}
 }
+_DUPLICATE = "the name exists in two served namespaces (`namespaces` says which)"
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {
         "model": ConflictBody,
-        "description": "concurrencyPolicy Forbid and a run of this connection is active.",
+        "description": "concurrencyPolicy Forbid and a run of this connection is active "
+        f"(`active_task_id`), or {_DUPLICATE}.",
     }
+}
+_DUPLICATE_NAME: dict[int | str, dict[str, Any]] = {
+    409: {"model": ConflictBody, "description": f"The connection {_DUPLICATE}."}
 }
 
 
 @router.get("", response_model=list[ConnectionOut], summary="List all connections")
-async def list_connections(store: ReadyStoreDep) -> list[ConnectionOut]:
-    return services.list_connections(store)
+async def list_connections(store: ReadyStoreDep) -> Response:
+    # the body is joined from per-connection JSON kept up to date by the catalog (O(n))
+    return Response(services.list_connections_json(store), media_type="application/json")
 
 
 @router.get(
     "/{name}/status",
     response_model=ConnectionStatusOut,
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, **_DUPLICATE_NAME},
     summary="Latest status of a connection",
 )
 async def connection_status(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from datapipelines.api import services
 from datapipelines.api.deps import ReadyStoreDep
@@ -15,5 +15,6 @@ router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 async def list_pipelines(
     store: ReadyStoreDep,
     only_enabled: bool = Query(False, description="Only connections with enabled: true."),
-) -> list[ConnectionOut]:
-    return services.list_connections(store, only_enabled=only_enabled)
+) -> Response:
+    body = services.list_connections_json(store, only_enabled=only_enabled)
+    return Response(body, media_type="application/json")

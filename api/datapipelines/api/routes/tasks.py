@@ -15,6 +15,9 @@ router = APIRouter(tags=["tasks"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown task."}
 }
+_AMBIGUOUS: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "The task id names runs in two served namespaces."}
+}
 
 
 @router.post(
@@ -29,7 +32,10 @@ async def run_selected(store: ReadyStoreDep) -> BatchStartedOut:
 @router.post(
     "/cancel_task/{task_id}",
     response_model=CancelOut,
-    responses={404: {"model": ErrorBody, "description": "Unknown or already finished task."}},
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown or already finished task."},
+        **_AMBIGUOUS,
+    },
     summary="Cancel a run or a batch",
 )
 async def cancel_task(task_id: str, store: ReadyStoreDep) -> CancelOut:
@@ -39,8 +45,8 @@ async def cancel_task(task_id: str, store: ReadyStoreDep) -> CancelOut:
 @router.get(
     "/task_status/{task_id}",
     response_model=TaskStatusOut,
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, **_AMBIGUOUS},
     summary="Status of a run (kind single) or a batch (kind batch)",
 )
 async def task_status(task_id: str, store: ReadyStoreDep) -> TaskStatusOut:
-    return services.task_status(store, task_id)
+    return await services.task_status_with_report(store, task_id)

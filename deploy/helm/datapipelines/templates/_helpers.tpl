@@ -95,3 +95,42 @@ app.kubernetes.io/component: {{ .component }}
   emptyDir:
     sizeLimit: 64Mi
 {{- end -}}
+
+{{/* The namespaces that hold connections (runner ServiceAccount/RBAC, warehouse PVC): the
+release namespace, .Values.namespaces and a watchNamespace list. A comma-separated string. */}}
+{{- define "datapipelines.connectionNamespaces" -}}
+{{- $all := list .Release.Namespace -}}
+{{- range .Values.namespaces }}{{- $all = append $all . -}}{{- end -}}
+{{- if not .Values.singleNamespace -}}
+{{- range (splitList "," .Values.watchNamespace) }}{{- if trim . }}{{- $all = append $all (trim .) -}}{{- end }}{{- end -}}
+{{- end -}}
+{{- $all | uniq | sortAlpha | join "," -}}
+{{- end -}}
+
+{{/* The watchNamespace list as a comma-separated string ("" = all namespaces). */}}
+{{- define "datapipelines.watchList" -}}
+{{- $out := list -}}
+{{- range (splitList "," .Values.watchNamespace) }}{{- if trim . }}{{- $out = append $out (trim .) -}}{{- end }}{{- end -}}
+{{- $out | join "," -}}
+{{- end -}}
+
+{{/* The warehouse claim name runner pods mount ("" = no warehouse volume). */}}
+{{- define "datapipelines.warehouseClaim" -}}
+{{- if .Values.warehouse.persistence.enabled -}}
+{{- default .Values.warehouse.persistence.claimName .Values.warehouse.persistence.existingClaim -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Volume types connections may use (sandbox.volumeTypes, plus hostPath when allowed). */}}
+{{- define "datapipelines.volumeTypes" -}}
+{{- $types := .Values.sandbox.volumeTypes -}}
+{{- if .Values.sandbox.allowHostPath }}{{- $types = append $types "hostPath" -}}{{- end -}}
+{{- $types | uniq | join "," -}}
+{{- end -}}
+
+{{/* Secrets of the installation no connection may reference. */}}
+{{- define "datapipelines.deniedSecrets" -}}
+{{- $denied := list (include "datapipelines.apiSecretName" .) -}}
+{{- with .Values.history.existingSecret }}{{- $denied = append $denied . -}}{{- end -}}
+{{- $denied | uniq | join "," -}}
+{{- end -}}

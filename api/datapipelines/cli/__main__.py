@@ -1,0 +1,5 @@
+"""`python -m datapipelines.cli`."""
+
+from datapipelines.cli import main
+
+main()

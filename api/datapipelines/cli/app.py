@@ -1,0 +1,350 @@
+"""The commands of `datapipelines`, each one or a few REST calls and a table (or `-o json`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, RenderableType
+from rich.rule import Rule
+from rich.text import Text
+from typer.core import TyperGroup
+
+from datapipelines.cli import follow as following
+from datapipelines.cli import render
+from datapipelines.cli.client import EXIT_INTERRUPTED, TIMEOUT_SECONDS, ApiClient, CliError
+from datapipelines.cli.config import DEFAULT_URL, KEY_ENV, URL_ENV, resolve
+
+HELP = """\
+Run and inspect datapipelines through its REST API.
+
+The API is --api or $DATAPIPELINES_API_URL (default http://127.0.0.1:8081); the key is --key or
+$DATAPIPELINES_API_KEY, else .cluster/api-key when run inside the repository after `make demo`.
+
+\b
+Exit codes: 0 ok; 1 a run failed; 2 bad usage; 3 a run was cancelled;
+4 the API could not be reached or refused the request (unreachable, 401, 404, 409, 5xx);
+130 interrupted while waiting (the run goes on).
+"""
+
+
+PIPE_WIDTH = 200
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+OutputOpt = Annotated[
+    Output,
+    typer.Option("--output", "-o", help="table (for people) or json (for scripts)."),
+]
+ConnectionArg = Annotated[str, typer.Argument(metavar="NAME", help="A connection's name.")]
+TaskArg = Annotated[
+    str, typer.Argument(metavar="TASK_ID", help="A run id or a batch id (the task_id).")
+]
+RunArg = Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id.")]
+IntervalOpt = Annotated[
+    float,
+    typer.Option("--interval", min=0.05, help="Seconds between status polls while waiting."),
+]
+
+
+class _Group(TyperGroup):
+    """Reports a CliError as one line on stderr and exits with its code (no traceback)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            Console(stderr=True, highlight=False, markup=False).print(
+                f"error: {exc.message}", soft_wrap=True
+            )
+            raise typer.Exit(exc.code) from None
+
+
+app = typer.Typer(
+    name="datapipelines",
+    cls=_Group,
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@dataclass
+class State:
+    client: ApiClient
+    console: Console
+    err: Console
+
+    def emit(self, output: Output, data: Any, tables: Callable[[], list[RenderableType]]) -> None:
+        if output is Output.json:
+            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+            sys.stdout.flush()
+            return
+        for renderable in tables():
+            self.console.print(renderable)
+
+
+def _console(stream: Any, *, stderr: bool = False) -> Console:
+    """Rich output; piped or redirected, tables keep their full width (no `…` cuts)."""
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS") or PIPE_WIDTH)
+    return Console(stderr=stderr, highlight=False, markup=False, width=width)
+
+
+def _state(ctx: typer.Context) -> State:
+    state: State = ctx.obj
+    return state
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    api: Annotated[
+        str, typer.Option("--api", envvar=URL_ENV, help="Base URL of the REST API.")
+    ] = DEFAULT_URL,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", envvar=KEY_ENV, help="API key (X-API-Key).", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for one API answer.")
+    ] = TIMEOUT_SECONDS,
+) -> None:
+    source = ctx.get_parameter_source("key")  # typer's own (vendored) click: compare by name
+    from_env = getattr(source, "name", "") == "ENVIRONMENT"
+    target = resolve(api, key, key_from_env=from_env)
+    client = ApiClient(target, timeout=timeout)
+    ctx.call_on_close(client.close)
+    ctx.obj = State(client, _console(sys.stdout), _console(sys.stderr, stderr=True))
+
+
+@app.command("connections")
+def connections_cmd(
+    ctx: typer.Context,
+    enabled: Annotated[bool, typer.Option("--enabled", help="Only enabled connections.")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """List the connections (name, type, schema, policy, schedule, last run, active runs)."""
+    st = _state(ctx)
+    rows = st.client.connections(only_enabled=enabled)
+    st.emit(output, rows, lambda: [render.connections(rows)])
+
+
+@app.command("status")
+def status_cmd(ctx: typer.Context, name: ConnectionArg, output: OutputOpt = Output.table) -> None:
+    """The latest status of one connection and its last finished run."""
+    st = _state(ctx)
+    body = st.client.connection_status(name)
+    st.emit(output, body, lambda: [render.connection_status(body)])
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    name: ConnectionArg,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the run live until it ends; show the result.")
+    ] = False,
+    report: Annotated[
+        bool, typer.Option("--report", help="With --wait: print the run's report too.")
+    ] = False,
+    interval: IntervalOpt = 1.0,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Start a run of a connection; with --wait, show its progress per table until it ends.
+
+    Exits 1 when the run fails, 3 when it is cancelled."""
+    if report and not wait:
+        raise typer.BadParameter("--report needs --wait", param_hint="--report")
+    st = _state(ctx)
+    started = st.client.run_async(name)
+    task_id = started["task_id"]
+    if not wait:
+        st.emit(
+            output,
+            started,
+            lambda: [
+                f"started run {task_id} of {name}",
+                f"follow it: datapipelines tasks {task_id}   "
+                f"cancel it: datapipelines cancel {task_id}",
+            ],
+        )
+        return
+    status = _wait(st, task_id, following.RunView(task_id), output, interval, following.run_lines)
+    result = dict(status.get("result") or {})
+    if not report:  # the body of POST /connections/{name}/run without include_report
+        result["report"] = None
+        result["report_truncated"] = None
+
+    def tables() -> list[RenderableType]:
+        out: list[RenderableType] = [render.run_result(result, connection=name)]
+        counts = render.table_counts(result.get("progress_counts"))
+        if counts is not None:
+            out.append(counts)
+        if report and result.get("report"):
+            out += [Rule("report"), Text(str(result["report"]))]
+        return out
+
+    st.emit(output, result, tables)
+    raise typer.Exit(following.run_exit_code(status))
+
+
+@app.command("run-all")
+def run_all_cmd(
+    ctx: typer.Context,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the batch until it ends, a line per connection.")
+    ] = False,
+    interval: IntervalOpt = 1.0,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Start a batch of every enabled connection (one after another).
+
+    With --wait, exits 1 when a run of the batch failed, 3 when the batch was cancelled."""
+    st = _state(ctx)
+    batch = st.client.run_selected()
+    task_id = batch["task_id"]
+    if not wait:
+        st.emit(
+            output,
+            batch,
+            lambda: [
+                f"started batch {task_id}: {render.cell(batch['connections'])}",
+                f"follow it: datapipelines tasks {task_id}   "
+                f"cancel it: datapipelines cancel {task_id}",
+            ],
+        )
+        return
+    view = following.BatchView(task_id)
+    status = _wait(st, task_id, view, output, interval, following.batch_lines)
+    st.emit(
+        output,
+        status,
+        lambda: [
+            render.batch_runs(following.batch_rows(status), title=f"batch {task_id}"),
+            f"{status.get('status')}: {len(status.get('completed') or [])} of "
+            f"{len(status.get('connections') or [])} connection(s) done",
+        ],
+    )
+    raise typer.Exit(following.batch_exit_code(status))
+
+
+def _wait(
+    st: State,
+    task_id: str,
+    view: following.RunView | following.BatchView,
+    output: Output,
+    interval: float,
+    lines: Callable[[following.Status], list[str]],
+) -> following.Status:
+    live = output is Output.table and st.console.is_terminal
+    try:
+        return following.follow(
+            lambda: st.client.task_status(task_id),
+            view,
+            console=st.console,
+            log=st.err,
+            live=live,
+            interval=interval,
+            lines=lines if output is Output.table else (lambda _status: []),
+        )
+    except KeyboardInterrupt:
+        st.err.print(
+            f"interrupted: {task_id} goes on (datapipelines tasks {task_id}; "
+            f"datapipelines cancel {task_id})",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@app.command("tasks")
+def tasks_cmd(ctx: typer.Context, task_id: TaskArg, output: OutputOpt = Output.table) -> None:
+    """The status of a run or a batch by its task id."""
+    st = _state(ctx)
+    body = st.client.task_status(task_id)
+
+    def tables() -> list[RenderableType]:
+        out: list[RenderableType] = [render.task(body)]
+        if body.get("kind") == "batch":
+            out.append(render.batch_runs(following.batch_rows(body)))
+            return out
+        if body.get("active") and (body.get("progress") or {}).get("tables"):
+            view = following.RunView(task_id)
+            view.update(body)
+            out.append(view.table())
+        result = body.get("result")
+        if result:
+            out.append(render.run_result(result, connection=body.get("connection")))
+            counts = render.table_counts(result.get("progress_counts"))
+            if counts is not None:
+                out.append(counts)
+        return out
+
+    st.emit(output, body, tables)
+
+
+@app.command("cancel")
+def cancel_cmd(ctx: typer.Context, task_id: TaskArg, output: OutputOpt = Output.table) -> None:
+    """Cancel a run or a batch (it ends as cancelled within seconds)."""
+    st = _state(ctx)
+    body = st.client.cancel(task_id)
+    st.emit(output, body, lambda: [body["message"]])
+
+
+@app.command("history")
+def history_cmd(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="Entries.")] = 10,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Finished runs, newest first."""
+    st = _state(ctx)
+    entries, archive = st.client.history(limit)
+    st.emit(output, entries, lambda: [render.history(entries)])
+    if output is Output.table and archive == "unavailable":
+        st.err.print("note: the PostgreSQL archive could not be read: cluster runs only")
+
+
+@app.command("logs")
+def logs_cmd(
+    ctx: typer.Context,
+    run_id: RunArg,
+    tail: Annotated[
+        int | None, typer.Option("--tail", min=1, help="Only the last lines.", show_default=False)
+    ] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """The log of a run's pod while its Job exists, else the run's report."""
+    st = _state(ctx)
+    body = st.client.run_logs(run_id, tail_lines=tail)
+    if output is Output.json:
+        st.emit(output, body, lambda: [])
+        return
+    notes = {
+        "pod": f"log of pod {body.get('pod')}",
+        "report": "the run's pod is gone: its report",
+        "none": f"no log or report yet (phase {body.get('phase')})",
+    }
+    note = notes.get(body.get("source", ""), str(body.get("source")))
+    if body.get("truncated"):
+        note += " (truncated)"
+    st.err.print(f"# {run_id}: {note}", markup=False, highlight=False, soft_wrap=True)
+    text = str(body.get("text") or "")
+    sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def run() -> None:
+    app(prog_name="datapipelines")

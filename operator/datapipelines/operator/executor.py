@@ -1,0 +1,302 @@
+"""Applies a reconcile's actions: the only place the operator writes to the apiserver.
+
+Every write goes through :class:`Kube` (a deadline each, the leadership guard), and what the
+apiserver answers goes into the store's overlay so the next reconcile reads its own writes.
+Terminal run statuses carry a resourceVersion precondition: a stale view never overwrites a
+newer state (a conflict only means "look again").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from datapipelines.resources import (
+    BATCH_PLURAL,
+    CONNECTION_PLURAL,
+    RUN_PLURAL,
+)
+from datapipelines.resources.connection import CONDITION_READY
+from datapipelines.resources.meta import ConditionStatus, conditions_json, with_condition
+from datapipelines.resources.run import PipelineRun, ResultSource, RunPhase, RunResult
+from datapipelines.resources.times import utcnow
+
+from . import events
+from .archive import Archive
+from .config import Settings
+from .kube import MERGE_PATCH, Kube, NotLeading, api_error_message
+from .reconcile.actions import (
+    Action,
+    CreateRun,
+    DeleteBatch,
+    DeleteJob,
+    DeleteRun,
+    Event,
+    LabelRun,
+    PatchBatchStatus,
+    PatchConnectionStatus,
+    PatchRunStatus,
+    StartRun,
+    connection_ref,
+    run_ref,
+)
+from .reconcile.runstatus import run_patch, started_patch
+from .status import REASON_JOB_REJECTED
+from .store import Store
+from .views import batch_view, connection_view, job_view, run_view
+
+log = logging.getLogger("datapipelines.operator")
+
+#: Seconds until a key whose write hit a conflict (a stale view) is looked at again.
+CONFLICT_RETRY = 1.0
+ARCHIVE_RETRY = 60.0
+
+
+@dataclass
+class Outcome:
+    requeue_after: float | None = None
+    wake: set[tuple[str, ...]] = field(default_factory=set)
+
+    def after(self, seconds: float) -> None:
+        if self.requeue_after is None or seconds < self.requeue_after:
+            self.requeue_after = seconds
+
+
+class Executor:
+    def __init__(
+        self, kube: Kube, store: Store, settings: Settings, archive: Archive | None = None
+    ) -> None:
+        self.kube = kube
+        self.store = store
+        self.settings = settings
+        self.archive = archive
+
+    async def apply(self, actions: list[Action]) -> Outcome:
+        out = Outcome()
+        self._written: dict[tuple[str, str], str] = {}  # run → resourceVersion we wrote
+        for action in actions:
+            try:
+                await self._one(action, out)
+            except NotLeading:
+                raise
+            except ApiException as exc:
+                if exc.status == 409:
+                    out.after(CONFLICT_RETRY)
+                    log.debug("conflict on %s: %s", type(action).__name__, api_error_message(exc))
+                    return out  # the rest was decided from the same stale view
+                raise
+        return out
+
+    async def _one(self, action: Action, out: Outcome) -> None:
+        match action:
+            case LabelRun():
+                run = action.run
+                obj = await self.kube.request(
+                    "PATCH",
+                    self.kube.custom(run.namespace, RUN_PLURAL, run.name),
+                    body={"metadata": {"labels": action.labels}},
+                    content_type=MERGE_PATCH,
+                    tolerate=(404,),
+                )
+                if obj is not None:
+                    self._remember_run(obj)
+            case PatchRunStatus():
+                await self._patch_run(action, out)
+            case StartRun():
+                await self._start(action, out)
+            case DeleteJob():
+                await self._delete_job(action.run, action.job.uid, action.job.name, action.why)
+            case PatchConnectionStatus():
+                conn = action.connection
+                obj = await self.kube.patch_status(
+                    conn.namespace, CONNECTION_PLURAL, conn.name, action.patch
+                )
+                if obj is None:
+                    self.store.forget(conn.meta.uid)
+                else:
+                    self.store.remember("conn", connection_view(obj), conn.namespace, conn.name)
+                await self._events(action.events)
+            case CreateRun():
+                meta = action.manifest["metadata"]
+                obj = await self.kube.create(meta["namespace"], RUN_PLURAL, action.manifest)
+                if obj is not None:
+                    view = run_view(obj)
+                    if view is not None:
+                        self.store.remember("run", view, view.namespace, view.name, created=True)
+                    await self._events(action.events)
+            case DeleteRun():
+                await self._delete_run(action, out)
+            case PatchBatchStatus():
+                batch = action.batch
+                ns, name = batch.metadata.namespace, batch.metadata.name
+                obj = await self.kube.patch_status(ns, BATCH_PLURAL, name, action.patch)
+                if obj is not None and (bview := batch_view(obj)) is not None:
+                    self.store.remember("batch", bview, ns, name)
+                await self._events(action.events)
+            case DeleteBatch():
+                meta = action.batch.metadata
+                await self.kube.delete(
+                    self.kube.custom(meta.namespace, BATCH_PLURAL, meta.name), uid=meta.uid
+                )
+                self.store.forget(meta.uid)
+                log.info("batch %s/%s deleted: %s", meta.namespace, meta.name, action.why)
+
+    # ------------------------------------------------------------------ runs
+
+    def _remember_run(self, obj: dict[str, Any]) -> None:
+        view = run_view(obj)
+        if view is not None:
+            self.store.remember("run", view, view.namespace, view.name)
+            self._written[(view.namespace, view.name)] = view.metadata.resource_version
+
+    async def _patch_run(self, action: PatchRunStatus, out: Outcome) -> None:
+        run = action.run
+        rv = None
+        if action.precondition:  # the version this decision saw, or the one it just wrote
+            rv = self._written.get((run.namespace, run.name), run.metadata.resource_version)
+        obj = await self.kube.patch_status(
+            run.namespace, RUN_PLURAL, run.name, action.patch, resource_version=rv
+        )
+        if obj is None:
+            self.store.forget(run.metadata.uid)  # the run is gone
+            return
+        self._remember_run(obj)
+        if action.phase.terminal:
+            self._count_end(run, action)
+            if self.archive is not None:
+                await self.archive.insert(obj)
+            log.info(
+                "run %s/%s ended %s",
+                run.namespace,
+                run.name,
+                action.phase.value,
+                extra={"run": run.name, "connection": run.spec.connection_name},
+            )
+        await self._events(action.events)
+        if action.delete_job is not None:
+            await self._delete_job(run, action.delete_job.uid, action.delete_job.name, "run ended")
+
+    def _count_end(self, run: PipelineRun, action: PatchRunStatus) -> None:
+        ns, conn = run.namespace, run.spec.connection_name
+        events.RUNS_FINISHED.labels(ns, conn, action.phase.value).inc()
+        result = action.patch.get("result") or {}
+        duration = result.get("durationMs")
+        if duration is not None and action.phase is not RunPhase.CANCELLED:
+            events.RUN_DURATION.labels(ns).observe(duration / 1000)
+
+    async def _start(self, action: StartRun, out: Outcome) -> None:
+        run = action.run
+        now = utcnow()
+        try:
+            job = await self.kube.create_job(run.namespace, action.manifest)
+        except ApiException as exc:
+            if exc.status == 409:  # ours, not yet in the index, or a foreign one: look again
+                out.after(CONFLICT_RETRY)
+                return
+            if exc.status in (400, 422):
+                await self._rejected(action, api_error_message(exc))
+                return
+            raise
+        jv = job_view(job)
+        self.store.remember("job", jv, jv.namespace, jv.name, created=True)
+        events.RUNS_STARTED.labels(run.namespace, run.spec.connection_name).inc()
+        patch = started_patch(run, jv.name, jv.uid, jv.created, now)
+        if patch is not None:
+            obj = await self.kube.patch_status(run.namespace, RUN_PLURAL, run.name, patch)
+            if obj is not None:
+                self._remember_run(obj)
+        log.info("run %s/%s started", run.namespace, run.name, extra={"run": run.name})
+        if self.settings.events == "all":
+            await self._events(
+                (Event(run_ref(run), "Normal", "Started", f"created Job {jv.name}"),)
+            )
+
+    async def _rejected(self, action: StartRun, why: str) -> None:
+        """The apiserver refused the Job: the run fails now, the connection is not Ready."""
+        run, conn = action.run, action.connection
+        now = utcnow()
+        message = f"{REASON_JOB_REJECTED}: the Kubernetes API refused the run's Job: {why}"
+        patch = run_patch(
+            run,
+            RunPhase.FAILED,
+            message,
+            now,
+            completion_time=now,
+            attempts=0,
+            result=RunResult(
+                success=False, error=message, duration_ms=0, source=ResultSource.OPERATOR
+            ),
+        )
+        if patch is not None:
+            await self._patch_run(
+                PatchRunStatus(
+                    run,
+                    patch,
+                    RunPhase.FAILED,
+                    precondition=True,
+                    events=(Event(run_ref(run), "Warning", REASON_JOB_REJECTED, message),),
+                ),
+                Outcome(),
+            )
+        conditions = with_condition(
+            conn.status.conditions,
+            type_=CONDITION_READY,
+            status=ConditionStatus.FALSE,
+            reason=REASON_JOB_REJECTED,
+            message=message,
+            now=now,
+            observed_generation=conn.meta.generation,
+        )
+        obj = await self.kube.patch_status(
+            conn.namespace,
+            CONNECTION_PLURAL,
+            conn.name,
+            {"conditions": conditions_json(conditions), "observedGeneration": conn.meta.generation},
+        )
+        if obj is not None:
+            self.store.remember("conn", connection_view(obj), conn.namespace, conn.name)
+        await self._events((Event(connection_ref(conn), "Warning", REASON_JOB_REJECTED, message),))
+
+    async def _delete_job(self, run: PipelineRun, uid: str, name: str, why: str) -> None:
+        try:
+            gone = await self.kube.delete(self.kube.jobs(run.namespace, name), uid=uid)
+        except ApiException as exc:
+            if exc.status == 409:  # a different Job of that name now: not ours to delete
+                return
+            raise
+        self.store.forget(uid)
+        log.info("run %s/%s: Job deleted (%s)", run.namespace, run.name, why, extra={"gone": gone})
+
+    async def _delete_run(self, action: DeleteRun, out: Outcome) -> None:
+        run = action.run
+        if self.archive is not None:
+            raw = run.model_dump(by_alias=True, mode="json")
+            if not await self.archive.insert(raw):
+                out.after(ARCHIVE_RETRY)  # never delete a run the archive does not hold
+                return
+        try:
+            await self.kube.delete(
+                self.kube.custom(run.namespace, RUN_PLURAL, run.name), uid=run.metadata.uid
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return
+            raise
+        self.store.forget(run.metadata.uid)
+        log.debug("run %s/%s deleted: %s", run.namespace, run.name, action.why)
+
+    # ------------------------------------------------------------------ events
+
+    async def _events(self, items: tuple[Event, ...]) -> None:
+        for event in items:
+            if not event.about.uid:
+                continue
+            try:
+                await self.kube.post_event(event.about.namespace, events.event_body(event))
+            except NotLeading:
+                raise
+            except Exception as exc:  # posting is best effort
+                log.debug("could not post event %s: %s", event.reason, exc)

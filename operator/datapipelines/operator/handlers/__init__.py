@@ -1,1 +1,0 @@
-"""The work behind each kopf handler registered in :mod:`datapipelines.operator.main`."""

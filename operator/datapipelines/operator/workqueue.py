@@ -1,0 +1,129 @@
+"""A keyed work queue, as controller-runtime's: every event maps to a key, each key is
+reconciled by one worker at a time, keys added while queued are coalesced, keys added while
+being reconciled are reconciled once more afterwards, and a reconcile may ask to come back
+after a delay. Cancelling the queue (``stop``) ends every worker at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Reconcile = Callable[[Any], Awaitable[float | None]]
+"""Reconcile one key; returns seconds until it wants to run again (None: only on events)."""
+
+
+class WorkQueue:
+    def __init__(self, reconcile: Reconcile, *, workers: int = 8, error_backoff: float = 5.0):
+        self._reconcile = reconcile
+        self._workers = workers
+        self._error_backoff = error_backoff
+        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._queued: set[Hashable] = set()
+        self._active: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        self._delayed: list[tuple[float, int, Hashable]] = []
+        self._delayed_at: dict[Hashable, float] = {}
+        self._counter = 0
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.reconciles = 0
+        self.errors = 0
+
+    # ------------------------------------------------------------------ adding keys
+
+    def add(self, key: Hashable) -> None:
+        """Reconcile ``key`` soon (once, however often it is added before a worker takes it)."""
+        if key in self._active:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._idle.clear()
+            self._ready.put_nowait(key)
+
+    def add_after(self, key: Hashable, seconds: float) -> None:
+        """Reconcile ``key`` in ``seconds`` (the earliest of several requests wins)."""
+        if seconds <= 0:
+            self.add(key)
+            return
+        due = time.monotonic() + seconds
+        if self._delayed_at.get(key, float("inf")) <= due:
+            return
+        self._delayed_at[key] = due
+        self._counter += 1
+        heapq.heappush(self._delayed, (due, self._counter, key))
+        self._wakeup.set()
+
+    def __len__(self) -> int:
+        return len(self._queued) + len(self._active)
+
+    async def drained(self) -> None:
+        """Returns once no key is queued or being reconciled (delayed keys do not count)."""
+        await self._idle.wait()
+
+    # ------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._worker(i), name=f"reconcile-{i}")
+            for i in range(self._workers)
+        ]
+        self._tasks.append(asyncio.create_task(self._timer(), name="reconcile-timer"))
+
+    async def stop(self) -> None:
+        """Cancel every worker now (a reconcile in progress is interrupted)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def _timer(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._delayed and self._delayed[0][0] <= now:
+                due, _, key = heapq.heappop(self._delayed)
+                if self._delayed_at.get(key) == due:
+                    del self._delayed_at[key]
+                    self.add(key)
+            timeout = self._delayed[0][0] - now if self._delayed else None
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _worker(self, index: int) -> None:
+        while True:
+            key = await self._ready.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            again: float | None = None
+            try:
+                again = await self._reconcile(key)
+                self.reconciles += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.errors += 1
+                log.exception(
+                    "reconcile of %s failed; retrying in %.0f s", key, self._error_backoff
+                )
+                again = self._error_backoff
+            finally:
+                self._active.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self.add(key)
+            if again is not None:
+                self.add_after(key, again)
+            if not self._queued and not self._active:
+                self._idle.set()

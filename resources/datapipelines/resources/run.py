@@ -1,0 +1,282 @@
+"""PipelineRun: one run of one PipelineConnection, executed as a Job.
+
+Who writes what (docs/ownership.md): the API (or kubectl, a schedule, a batch) creates the run
+and may set ``spec.cancelRequested``; the runner writes only ``status.progress`` and
+``status.runnerResult`` of its own run (an admission policy enforces it); the operator derives
+everything else in ``status``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from .meta import (
+    CONDITIONS,
+    DNS_LABEL,
+    Condition,
+    ConditionStatus,
+    K8sModel,
+    ObjectMeta,
+    cel,
+    crd,
+    find_condition,
+)
+from .times import parse_time
+
+INT64 = crd(format="int64")
+
+
+class Trigger(StrEnum):
+    API = "api"
+    SCHEDULE = "schedule"
+    BATCH = "batch"
+    MANUAL = "manual"
+
+
+class RunPhase(StrEnum):
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED})
+
+#: ``status`` of the run's ``Succeeded`` condition for each phase (Tekton-style).
+PHASE_CONDITION_STATUS: dict[RunPhase, ConditionStatus] = {
+    RunPhase.QUEUED: ConditionStatus.UNKNOWN,
+    RunPhase.RUNNING: ConditionStatus.UNKNOWN,
+    RunPhase.SUCCEEDED: ConditionStatus.TRUE,
+    RunPhase.FAILED: ConditionStatus.FALSE,
+    RunPhase.CANCELLED: ConditionStatus.FALSE,
+}
+
+CONDITION_SUCCEEDED = "Succeeded"
+
+
+def is_terminal(phase: str | RunPhase | None) -> bool:
+    """True for Succeeded, Failed, Cancelled; False for Queued, Running and no phase yet."""
+    return phase in TERMINAL_PHASES
+
+
+def _immutable(what: str) -> dict[str, list[dict[str, str]]]:
+    return {
+        "x-kubernetes-validations": [
+            cel("self == oldSelf", f"spec.{what} is immutable", reason="FieldValueForbidden")
+        ]
+    }
+
+
+class RunSpec(K8sModel):
+    """Desired state of a run."""
+
+    model_config = {
+        "json_schema_extra": crd(
+            **{
+                "x-kubernetes-validations": [
+                    cel(
+                        "self.trigger != 'schedule' || has(self.scheduledTime)",
+                        "spec.scheduledTime is required for trigger schedule",
+                        field=".scheduledTime",
+                        reason="FieldValueRequired",
+                    ),
+                    cel(
+                        "has(self.scheduledTime) == has(oldSelf.scheduledTime)",
+                        "spec.scheduledTime is immutable",
+                        field=".scheduledTime",
+                        reason="FieldValueForbidden",
+                    ),
+                ]
+            }
+        )
+    }
+
+    connection_name: str = Field(
+        min_length=1,
+        max_length=51,
+        pattern=DNS_LABEL,
+        description="The PipelineConnection to run (same namespace). Immutable.",
+        json_schema_extra=crd(**_immutable("connectionName")),
+    )
+    trigger: Trigger = Field(
+        default=Trigger.MANUAL,
+        description="Who asked for the run. Immutable.",
+        json_schema_extra=crd(**_immutable("trigger")),
+    )
+    cancel_requested: bool = Field(
+        default=False,
+        description="Set true to cancel; can only go from false to true.",
+        json_schema_extra=crd(
+            **{
+                "x-kubernetes-validations": [
+                    cel(
+                        "self || !oldSelf",
+                        "spec.cancelRequested cannot go from true back to false",
+                        reason="FieldValueForbidden",
+                    )
+                ]
+            }
+        ),
+    )
+    scheduled_time: datetime | None = Field(
+        default=None,
+        description="The schedule tick of a run with trigger schedule. Immutable.",
+        json_schema_extra=crd(**_immutable("scheduledTime")),
+    )
+
+
+class ProgressStage(StrEnum):
+    EXTRACT = "extract"
+    NORMALIZE = "normalize"
+    LOAD = "load"
+    DONE = "done"
+
+
+class RunProgress(K8sModel):
+    """Live progress, written by the runner while it runs."""
+
+    stage: ProgressStage | None = None
+    records_extracted: int | None = Field(default=None, json_schema_extra=INT64)
+    tables: dict[str, int] | None = Field(
+        default=None, description="Rows per table seen in the current stage."
+    )
+    rows_loaded: dict[str, int] | None = Field(
+        default=None, description="Rows per table counted in the destination (after load)."
+    )
+    jobs_done: int | None = None
+    jobs_total: int | None = None
+    attempt: int | None = Field(default=None, description="The pod attempt reporting.")
+    updated_at: datetime | None = None
+
+
+class SchemaChangeKind(StrEnum):
+    TABLE_ADDED = "TableAdded"
+    COLUMN_ADDED = "ColumnAdded"
+    TYPE_CHANGED = "TypeChanged"
+
+
+class SchemaChange(K8sModel):
+    """One change a run made to the destination's schema."""
+
+    kind: SchemaChangeKind
+    table: str = Field(max_length=256)
+    column: str | None = Field(default=None, max_length=256)
+    data_type: str | None = Field(default=None, max_length=64)
+    previous_type: str | None = Field(default=None, max_length=64)
+
+
+class ResultBase(K8sModel):
+    """The fields of a run's outcome shared by the runner's report and the operator's result."""
+
+    success: bool
+    duration_ms: int | None = Field(default=None, json_schema_extra=INT64)
+    rows_inserted: int | None = Field(default=None, json_schema_extra=INT64)
+    records_reported: int | None = Field(default=None, json_schema_extra=INT64)
+    progress_counts: dict[str, dict[str, int]] | None = Field(
+        default=None, description="Counts per stage and table, e.g. {extract: {items: 1000}}."
+    )
+    error: str | None = Field(default=None, max_length=32768)
+    report: str | None = Field(default=None, max_length=65536)
+    report_truncated: bool | None = None
+    load_id: str | None = Field(default=None, max_length=256)
+    schema_changes: list[SchemaChange] | None = Field(default=None, max_length=200)
+
+
+class RunnerResult(ResultBase):
+    """The runner's own final report (written by the runner of this run only)."""
+
+    pod_name: str | None = Field(default=None, max_length=253)
+
+
+class ResultSource(StrEnum):
+    RUNNER = "Runner"
+    TERMINATION_MESSAGE = "TerminationMessage"
+    OPERATOR = "Operator"
+
+
+class RunResult(ResultBase):
+    """The run's outcome as the operator derived it. ``report`` is set only when the runner's
+    own report (``status.runnerResult``) is missing; readers take that one first."""
+
+    source: ResultSource | None = Field(default=None, description="Where the counts come from.")
+
+
+class RunStatus(K8sModel):
+    """Observed state of a run."""
+
+    phase: RunPhase | None = Field(default=None, description="Mirror of the condition's reason.")
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS)
+    sequence: int | None = Field(
+        default=None,
+        description="Queue order: the etcd revision at which the operator first saw the run.",
+        json_schema_extra=INT64,
+    )
+    queued_at: datetime | None = Field(default=None, description="When the run was requested.")
+    start_time: datetime | None = Field(default=None, description="When its Job was created.")
+    completion_time: datetime | None = Field(default=None, description="When it ended.")
+    job_name: str | None = Field(default=None, max_length=63)
+    job_uid: str | None = Field(default=None, max_length=64)
+    attempts: int | None = Field(default=None, ge=0, description="Pods tried so far.")
+    progress: RunProgress | None = None
+    runner_result: RunnerResult | None = None
+    result: RunResult | None = None
+    observed_generation: int | None = Field(default=None, json_schema_extra=INT64)
+
+
+class PipelineRun(K8sModel):
+    """PipelineRun: one run of one PipelineConnection, executed as a Job."""
+
+    api_version: str = ""
+    kind: str = ""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RunSpec
+    status: RunStatus = Field(default_factory=RunStatus)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def phase(self) -> RunPhase | None:
+        """``status.phase``, else the Succeeded condition's reason."""
+        if self.status.phase is not None:
+            return self.status.phase
+        cond = find_condition(self.status.conditions, CONDITION_SUCCEEDED)
+        if cond is not None and cond.reason in RunPhase._value2member_map_:
+            return RunPhase(cond.reason)
+        return None
+
+    @property
+    def terminal(self) -> bool:
+        return is_terminal(self.phase)
+
+    @property
+    def condition_message(self) -> str:
+        cond = find_condition(self.status.conditions, CONDITION_SUCCEEDED)
+        return cond.message if cond else ""
+
+    def report(self) -> str | None:
+        """The runner's report, else the one the operator kept."""
+        for res in (self.status.runner_result, self.status.result):
+            if res is not None and res.report:
+                return res.report
+        return None
+
+    def order(self) -> tuple[datetime, int, str]:
+        """Queue order: creation time, then the monotonic sequence, then the name."""
+        created = self.metadata.creation_timestamp or parse_time("1970-01-01T00:00:00Z")
+        assert created is not None
+        seq = self.status.sequence if self.status.sequence is not None else self.metadata.rv()
+        return (created, seq, self.metadata.name)

@@ -1,0 +1,305 @@
+"""End to end: the clients of the API against the chart on the real local cluster — an MCP client
+from the official SDK at /mcp, and the `datapipelines` CLI (as a process, and in a pseudo-
+terminal) — with runner pods doing real syncs from the demo source on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pexpect
+import pytest
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
+
+from datapipelines.runner.demo_source import DemoState
+from tests.support.http_source import HttpSource, demo_source_spec, serve_demo_source
+from tests.support.kube import connection, kubectl_apply
+from tests.support.release import Release, install_release, uninstall_release
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.pods]
+
+RECORDS = 2000
+SLOW_RECORDS = 3000
+CLI = str(Path(sys.executable).with_name("datapipelines"))
+TOOLS = {
+    "list_connections",
+    "connection_status",
+    "run_connection",
+    "start_run",
+    "run_all_enabled",
+    "task_status",
+    "wait_for_run",
+    "cancel_task",
+    "history",
+}
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[HttpSource]:
+    with serve_demo_source(DemoState(records=RECORDS, page_size=100)) as src:
+        yield src
+
+
+@pytest.fixture(scope="module")
+def slow_source() -> Iterator[HttpSource]:
+    # 10 records a page, 200 ms a page: a minute of work, time enough to cancel
+    with serve_demo_source(DemoState(records=SLOW_RECORDS, page_size=10, delay_ms=200)) as src:
+        yield src
+
+
+@pytest.fixture(scope="module")
+def release(kubeconfig: Path, images: Any, crds: None) -> Iterator[Release]:
+    rel = install_release("e2e-clients")
+    try:
+        yield rel
+    finally:
+        uninstall_release(rel)
+
+
+@pytest.fixture(scope="module")
+def api(release: Release, source: HttpSource, slow_source: HttpSource) -> Release:
+    """The release with its connections in the API's cache: two fast ones (one for MCP, one
+    for the CLI, so their Forbid policies never meet) and a slow one that is not enabled (so
+    run-all leaves it out; it can still be run by name)."""
+    ns = release.ns
+    kubectl_apply(
+        [
+            connection("e2e-mcp-items", ns, source=demo_source_spec(source.url)),
+            connection("e2e-cli-items", ns, source=demo_source_spec(source.url)),
+            connection("e2e-slow", ns, enabled=False, source=demo_source_spec(slow_source.url, 10)),
+        ]
+    )
+    with httpx.Client(base_url=release.url, headers={"X-API-Key": release.key}) as c:
+        wait_for(lambda: c.get("/readyz").status_code == 200, "the API pod to be ready", 120)
+        wait_for(
+            lambda: (
+                {x["name"] for x in c.get("/connections").json()}
+                >= {"e2e-mcp-items", "e2e-cli-items", "e2e-slow"}
+            ),
+            "the connections in the API's cache",
+        )
+    return release
+
+
+# --- MCP -------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def mcp_client(rel: Release, key: str | None = None) -> AsyncIterator[Client]:
+    headers = {"X-API-Key": rel.key if key is None else key}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=600)) as http:
+        transport = streamable_http_client(f"{rel.url}/mcp", http_client=http)
+        async with Client(transport, mode="legacy") as client:  # the initialize handshake
+            yield client
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    assert not result.is_error, text
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_mcp_initialises_lists_tools_and_connections(api: Release) -> None:
+    async with mcp_client(api) as client:
+        assert client.server_info is not None and client.server_info.name == "datapipelines"
+        tools = {t.name for t in (await client.list_tools()).tools}
+        listed = structured(await client.call_tool("list_connections", {}))
+    assert tools == TOOLS
+    names = [c["name"] for c in listed["connections"]]
+    assert {"e2e-mcp-items", "e2e-cli-items", "e2e-slow"} <= set(names)
+
+
+async def test_mcp_runs_and_follows_a_run_to_the_end(api: Release) -> None:
+    messages: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with mcp_client(api) as client:
+        result = structured(
+            await client.call_tool(
+                "run_connection",
+                {"name": "e2e-mcp-items", "include_report": True},
+                progress_callback=on_progress,
+            )
+        )
+        # the same run in the background, followed with wait_for_run until it ends
+        task_id = structured(await client.call_tool("start_run", {"name": "e2e-mcp-items"}))[
+            "task_id"
+        ]
+        ended = False
+        deadline = time.monotonic() + 300
+        while not ended and time.monotonic() < deadline:
+            waited = structured(
+                await client.call_tool(
+                    "wait_for_run",
+                    {"task_id": task_id, "timeout_seconds": 60},
+                    progress_callback=on_progress,
+                )
+            )
+            ended = waited["ended"]
+        status = structured(await client.call_tool("task_status", {"task_id": task_id}))
+        history = structured(await client.call_tool("history", {"limit": 5}))
+    assert result["success"] is True, result
+    assert result["rows_inserted"] == RECORDS and result["records_reported"] == RECORDS
+    assert "rows inserted" in result["report"]
+    assert any("Running" in m for m in messages), messages
+    assert ended and status["status"] == "finished" and status["result"]["success"] is True
+    assert task_id in [e["run_id"] for e in history["entries"]]
+
+
+async def test_mcp_tool_error_for_an_unknown_connection(api: Release) -> None:
+    async with mcp_client(api) as client:
+        result = await client.call_tool("run_connection", {"name": "e2e-nope"})
+    text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    assert result.is_error is True
+    assert "connection 'e2e-nope' not found" in text
+
+
+async def test_mcp_is_refused_without_a_key(api: Release) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        missing = await http.post("/mcp", json=body)
+        wrong = await http.post("/mcp", json=body, headers={"X-API-Key": "wrong-key"})
+    assert missing.status_code == 401 and wrong.status_code == 401
+    with pytest.raises(ExceptionGroup) as refused:  # the SDK cannot initialise
+        async with mcp_client(api, key="wrong-key"):
+            pass
+    assert refused.group_contains(MCPError)
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def cli(rel: Release, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPIPELINES_")}
+    env.update(DATAPIPELINES_API_URL=rel.url, DATAPIPELINES_API_KEY=rel.key)
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def test_cli_reads(api: Release) -> None:
+    names = [c["name"] for c in as_json(cli(api, "connections", "-o", "json"))]
+    assert {"e2e-mcp-items", "e2e-cli-items", "e2e-slow"} <= set(names)
+    enabled = [c["name"] for c in as_json(cli(api, "connections", "--enabled", "-o", "json"))]
+    assert "e2e-slow" not in enabled and "e2e-cli-items" in enabled
+    table = cli(api, "connections")
+    assert table.returncode == 0 and "e2e-cli-items" in table.stdout
+    assert as_json(cli(api, "status", "e2e-cli-items", "-o", "json"))["name"] == "e2e-cli-items"
+    assert cli(api, "status", "e2e-cli-items").returncode == 0
+
+
+def test_cli_run_with_wait_to_completion_then_tasks_history_logs(api: Release) -> None:
+    result = as_json(cli(api, "run", "e2e-cli-items", "--wait", "-o", "json"))
+    assert result["success"] is True and result["rows_inserted"] == RECORDS
+    run_id = result["run_id"]
+    task = as_json(cli(api, "tasks", run_id, "-o", "json"))
+    assert task["status"] == "finished" and task["result"]["rows_inserted"] == RECORDS
+    assert cli(api, "tasks", run_id).returncode == 0
+    history = as_json(cli(api, "history", "--limit", "10", "-o", "json"))
+    assert run_id in [e["run_id"] for e in history]
+    assert run_id in cli(api, "history").stdout
+    # the Job (and its pod) is kept for an hour: the pod's log
+    logs = as_json(cli(api, "logs", run_id, "-o", "json"))
+    assert logs["source"] == "pod" and logs["pod"].startswith(run_id) and logs["text"], logs
+    plain = cli(api, "logs", run_id)
+    assert plain.returncode == 0 and plain.stdout.strip() and "log of pod" in plain.stderr
+    table = cli(api, "run", "e2e-cli-items", "--wait", "--report", "--interval", "0.5")
+    assert table.returncode == 0, table.stderr
+    assert "succeeded" in table.stdout and "rows inserted" in table.stdout
+
+
+def test_cli_cancel_of_a_slow_run(api: Release) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPIPELINES_")}
+    env.update(DATAPIPELINES_API_URL=api.url, DATAPIPELINES_API_KEY=api.key)
+    waiting = subprocess.Popen(
+        [CLI, "run", "e2e-slow", "--wait", "-o", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def running_with_records() -> str | None:
+            slow = next(
+                c for c in as_json(cli(api, "connections", "-o", "json")) if c["name"] == "e2e-slow"
+            )
+            if not slow["active_runs"]:
+                return None
+            run_id = str(slow["active_runs"][0])
+            task = as_json(cli(api, "tasks", run_id, "-o", "json"))
+            records = (task.get("progress") or {}).get("records_extracted") or 0
+            return run_id if task["status"] == "running" and records > 0 else None
+
+        run_id = wait_for(running_with_records, "the slow run to extract records", 180, 1)
+        conflict = cli(api, "run", "e2e-slow")  # Forbid: one line, naming the active run
+        assert conflict.returncode == 4 and f"datapipelines cancel {run_id}" in conflict.stderr
+        cancel = cli(api, "cancel", run_id)
+        assert cancel.returncode == 0 and "cancellation of run" in cancel.stdout
+        out, err = waiting.communicate(timeout=180)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 3, err  # cancelled
+    body = json.loads(out)
+    assert body["success"] is False and body["status"] == "cancelled"
+    final = as_json(cli(api, "tasks", run_id, "-o", "json"))
+    assert final["status"] == "cancelled" and final["canceled"] is True
+    again = cli(api, "cancel", run_id)
+    assert again.returncode == 4 and "already finished" in again.stderr
+    logs = cli(api, "logs", run_id)
+    assert logs.returncode == 0
+
+
+def test_cli_run_all_with_wait(api: Release) -> None:
+    proc = cli(api, "run-all", "--wait", "--interval", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "e2e-cli-items" in proc.stdout and "e2e-slow" not in proc.stdout
+    final = as_json(cli(api, "run-all", "--wait", "-o", "json"))
+    assert final["kind"] == "batch" and final["status"] == "finished"
+    assert all(r["success"] for r in final["runs"])
+
+
+def test_cli_errors_are_one_line(api: Release) -> None:
+    unknown = cli(api, "status", "e2e-nope")
+    assert unknown.returncode == 4
+    assert unknown.stderr.strip() == "error: connection 'e2e-nope' not found"
+    wrong = cli(api, "--key", "wrong-key", "connections")
+    assert wrong.returncode == 4 and "invalid API key" in wrong.stderr
+    assert "Traceback" not in unknown.stderr + wrong.stderr
+
+
+def test_cli_live_progress_in_a_pseudo_terminal(api: Release) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPIPELINES_")}
+    env.update(DATAPIPELINES_API_URL=api.url, DATAPIPELINES_API_KEY=api.key, TERM="xterm")
+    child = pexpect.spawn(
+        CLI,
+        ["run", "e2e-cli-items", "--wait", "--interval", "0.2"],
+        env=env,
+        dimensions=(40, 140),
+        encoding="utf-8",
+        timeout=300,
+    )
+    child.expect("RECORDS EXTRACTED")  # the live table is drawn
+    child.expect(r"status[^\n]*succeeded")  # then the result
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

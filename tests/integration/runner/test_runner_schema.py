@@ -1,0 +1,147 @@
+"""Schema contracts (`spec.schemaContract`, dlt's) and the schema changes each run reports, on
+real DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.runner.runnerkit import (
+    Runner,
+    duckdb_destination,
+    duckdb_query,
+    postgres_destination,
+    rest_resource,
+    rest_spec,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def destination(request, tmp_path: Path) -> dict[str, Any]:
+    if request.param == "duckdb":
+        return duckdb_destination(tmp_path / "wh" / "contracts.duckdb")
+    server = request.getfixturevalue("postgres_server")
+    runner = request.getfixturevalue("runner")
+    runner.secret("warehouse", "password", server.password)
+    return postgres_destination(server, server.create_database())
+
+
+def columns(destination: dict[str, Any], request: Any, table: str = "items") -> list[str]:
+    sql = (
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'demo_data' "
+        f"AND table_name = '{table}' ORDER BY column_name"
+    )
+    return [row[0] for row in query(destination, request, sql)]
+
+
+def query(destination: dict[str, Any], request: Any, sql: str) -> list[tuple]:
+    if destination["type"] == "duckdb":
+        return duckdb_query(Path(destination["duckdb"]["path"]), sql)
+    server = request.getfixturevalue("postgres_server")
+    return server.query(sql, database=destination["postgres"]["database"])
+
+
+def spec(url: str, destination: dict[str, Any], contract: dict | None = None, **kw: Any) -> dict:
+    extra = {"schemaContract": contract} if contract else {}
+    resources = kw.pop("resources", None) or [rest_resource(incremental=False)]
+    return rest_spec(url, destination, resources=resources, **extra, **kw)
+
+
+def test_changes_are_reported_run_by_run(http_source, runner: Runner, destination) -> None:
+    http_source.state.records = 300
+    first = runner.run(spec(http_source.url, destination), name="changes")
+    assert first.exit_code == 0, first.error
+    assert first.result["schemaChanges"] == [
+        {"kind": "TableAdded", "table": "items", "column": None, "dataType": None,
+         "previousType": None}
+    ]  # fmt: skip
+    assert "table items added (id bigint, updated_at timestamp," in first.result["report"]
+
+    http_source.state.extra_fields = {"color": "red"}
+    second = runner.run(spec(http_source.url, destination), name="changes")
+    assert second.result["schemaChanges"] == [
+        {"kind": "ColumnAdded", "table": "items", "column": "color", "dataType": "text",
+         "previousType": None}
+    ]  # fmt: skip
+    assert "column items.color added (text)" in second.result["report"]
+
+    third = runner.run(spec(http_source.url, destination), name="changes")
+    assert third.result["schemaChanges"] == []
+    assert "schema changes: none" in third.result["report"]
+
+    # a value of another type: dlt keeps the column and adds a variant column
+    http_source.state.extra_fields = {"price": "cheap"}
+    fourth = runner.run(spec(http_source.url, destination), name="changes")
+    assert fourth.exit_code == 0, fourth.error
+    assert [(c["kind"], c["column"], c["dataType"]) for c in fourth.result["schemaChanges"]] == [
+        ("ColumnAdded", "price__v_text", "text")
+    ]
+
+
+def test_frozen_columns_fail_the_run_naming_table_and_column(
+    http_source, runner: Runner, destination, request
+) -> None:
+    assert runner.run(spec(http_source.url, destination), name="frozen").exit_code == 0
+
+    http_source.state.extra_fields = {"color": "red"}
+    frozen = runner.run_cli(spec(http_source.url, destination, {"columns": "freeze"}), "frozen")
+
+    assert frozen.exit_code == 3, frozen.output
+    assert frozen.result["error"] == (
+        "contract violation: table items column color: new columns are not allowed "
+        "(schemaContract.columns: freeze)"
+    )
+    assert frozen.result["rowsInserted"] == 0
+    assert "color" not in columns(destination, request)
+    assert query(destination, request, "SELECT count(*) FROM demo_data.items") == [(1000,)]
+
+
+def test_frozen_tables_refuse_a_new_table(http_source, runner: Runner, destination) -> None:
+    assert runner.run(spec(http_source.url, destination), name="tables").exit_code == 0
+    others = {**rest_resource(incremental=False), "name": "others"}
+    resources = [rest_resource(incremental=False), others]
+    frozen = runner.run(
+        spec(http_source.url, destination, {"tables": "freeze"}, resources=resources),
+        name="tables",
+    )
+    assert frozen.exit_code == 3
+    assert frozen.error == (
+        "contract violation: table others: new tables are not allowed "
+        "(schemaContract.tables: freeze)"
+    )
+
+
+def test_frozen_data_type_names_the_column(http_source, runner: Runner, destination) -> None:
+    assert runner.run(spec(http_source.url, destination), name="types").exit_code == 0
+    http_source.state.extra_fields = {"price": "cheap"}
+    frozen = runner.run(spec(http_source.url, destination, {"dataType": "freeze"}), name="types")
+    assert frozen.exit_code == 3
+    assert frozen.error == (
+        "contract violation: table items column price: a text value where the column is double "
+        "is not allowed (schemaContract.dataType: freeze)"
+    )
+
+
+def test_discarded_values_and_rows(http_source, runner: Runner, destination, request) -> None:
+    http_source.state.records = 300
+    assert runner.run(spec(http_source.url, destination), name="discard").exit_code == 0
+    http_source.state.extra_fields = {"color": "red"}
+
+    values = runner.run(
+        spec(http_source.url, destination, {"columns": "discard_value"}), name="discard"
+    )
+    assert values.exit_code == 0, values.error
+    assert values.result["rowsInserted"] == 300  # the rows, without the new column
+    assert values.result["schemaChanges"] == []
+    assert "color" not in columns(destination, request)
+
+    rows = runner.run(
+        spec(http_source.url, destination, {"columns": "discard_row"}), name="discard"
+    )
+    assert rows.exit_code == 0, rows.error
+    assert rows.result["rowsInserted"] == 0  # every row had the new column
+    assert query(destination, request, "SELECT count(*) FROM demo_data.items") == [(600,)]

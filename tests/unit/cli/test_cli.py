@@ -1,0 +1,367 @@
+"""The `datapipelines` console script as a real process against the API served by uvicorn on
+127.0.0.1 over the in-memory fake store (runs and batches scripted as the operator would)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pexpect
+import pytest
+
+from datapipelines.api.main import create_app
+from datapipelines.api.podlogs import PodLog
+from datapipelines.api.settings import Settings
+from datapipelines.cli.config import find_key_file, resolve
+from tests.support.asgi_server import AsgiServer
+from tests.unit.api.fakekube import KEY, OLD_KEY, FakeStore
+from tests.unit.api.runscript import cancel_ends_runs, script_batches, script_runs, typical
+
+CLI = str(Path(sys.executable).with_name("datapipelines"))
+FAST = ["--interval", "0.05"]
+
+
+class PodLogs:
+    async def run_log(
+        self, namespace: str, run_id: str, *, tail_lines: int | None
+    ) -> PodLog | None:
+        if run_id != "alpha-live":
+            return None
+        return PodLog(pod="alpha-live-x1", text="extracting\nloading\n")
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    fake = FakeStore()
+    fake.add_connection("alpha")
+    fake.add_connection("beta", enabled=False, type="sql_database")
+    fake.add_connection("gamma", concurrencyPolicy="Queue", schedule="*/5 * * * *")
+    fake.add_run(
+        "alpha-old",
+        "alpha",
+        "Succeeded",
+        result={"success": True, "rowsInserted": 5, "report": "loaded 5 rows\ndone"},
+        startTime="2026-11-30T07:00:00Z",
+        completionTime="2026-11-30T07:00:01Z",
+    )
+    fake.add_run("alpha-live", "alpha", "Succeeded", result={"success": True})
+    return fake
+
+
+@pytest.fixture
+def server(store: FakeStore) -> Iterator[AsgiServer]:
+    app = create_app(
+        Settings(api_key=f"{KEY},{OLD_KEY}", namespace="test"),
+        kube=store,
+        archive=None,
+        pod_logs=PodLogs(),
+    )
+    with AsgiServer(app) as srv:
+        srv.call(script_runs, store, typical(gap=0.05))
+        srv.call(script_batches, store, typical(gap=0.02))
+        srv.call(cancel_ends_runs, store)
+        yield srv
+
+
+def environment(url: str | None, key: str | None = KEY) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPIPELINES_")}
+    env.pop("COLUMNS", None)
+    if url is not None:
+        env["DATAPIPELINES_API_URL"] = url
+    if key is not None:
+        env["DATAPIPELINES_API_KEY"] = key
+    return env
+
+
+def cli(
+    server: AsgiServer | None,
+    *args: str,
+    key: str | None = KEY,
+    cwd: Path | None = None,
+    url: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    env = environment(url or (server.url if server else None), key)
+    return subprocess.run(
+        [CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 4, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    return lines[0]
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def test_connections(server: AsgiServer) -> None:
+    table = cli(server, "connections")
+    assert table.returncode == 0, table.stderr
+    header = table.stdout.splitlines()[0].split()
+    assert header == [
+        "NAME",
+        "TYPE",
+        "ENABLED",
+        "SCHEMA",
+        "POLICY",
+        "SCHEDULE",
+        "LAST",
+        "RUN",
+        "ACTIVE",
+    ]
+    assert "*/5 * * * *" in table.stdout and "sql_database" in table.stdout
+    every = as_json(cli(server, "connections", "-o", "json"))
+    enabled = as_json(cli(server, "connections", "--enabled", "--output", "json"))
+    assert [c["name"] for c in every] == ["alpha", "beta", "gamma"]
+    assert [c["name"] for c in enabled] == ["alpha", "gamma"]
+    assert every == httpx.get(f"{server.url}/connections", headers={"X-API-Key": KEY}).json()
+
+
+def test_status(server: AsgiServer) -> None:
+    table = cli(server, "status", "alpha")
+    assert table.returncode == 0 and "last run       alpha-" in table.stdout
+    body = as_json(cli(server, "status", "alpha", "-o", "json"))
+    assert body["name"] == "alpha" and body["last_run_success"] is True
+    assert one_error_line(cli(server, "status", "nope")) == "error: connection 'nope' not found"
+
+
+def test_tasks_history_and_logs(server: AsgiServer, store: FakeStore) -> None:
+    task = cli(server, "tasks", "alpha-old")
+    assert task.returncode == 0 and "Succeeded" in task.stdout and "rows inserted" in task.stdout
+    assert as_json(cli(server, "tasks", "alpha-old", "-o", "json"))["result"]["rows_inserted"] == 5
+    progress = {"stage": "extract", "recordsExtracted": 42, "tables": {"items": 42}}
+    server.call(store.add_run, "gamma-busy", "gamma", "Running", progress=progress)
+    busy = cli(server, "tasks", "gamma-busy")
+    assert "records extracted  42" in busy.stdout and "RECORDS EXTRACTED" in busy.stdout
+    history = as_json(cli(server, "history", "--limit", "1", "-o", "json"))
+    assert len(history) == 1
+    assert "alpha-old" in cli(server, "history").stdout
+    report = cli(server, "logs", "alpha-old")
+    assert report.returncode == 0 and report.stdout == "loaded 5 rows\ndone\n"
+    assert "its report" in report.stderr
+    tail = cli(server, "logs", "alpha-old", "--tail", "1")
+    assert tail.stdout == "done\n"
+    pod = cli(server, "logs", "alpha-live")
+    assert pod.stdout == "extracting\nloading\n" and "log of pod alpha-live-x1" in pod.stderr
+    assert as_json(cli(server, "logs", "alpha-live", "-o", "json"))["source"] == "pod"
+    assert "run 'nope' not found" in one_error_line(cli(server, "logs", "nope"))
+    assert "task 'nope' not found" in one_error_line(cli(server, "tasks", "nope"))
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def test_run_in_the_background(server: AsgiServer) -> None:
+    started = as_json(cli(server, "run", "alpha", "-o", "json"))
+    assert started["connection"] == "alpha" and started["task_id"].startswith("alpha-")
+    table = cli(server, "run", "gamma")
+    assert table.returncode == 0 and table.stdout.startswith("started run gamma-")
+    assert "datapipelines cancel gamma-" in table.stdout
+
+
+def test_run_and_wait_prints_progress_lines_and_the_result(
+    server: AsgiServer, store: FakeStore
+) -> None:
+    server.call(script_runs, store, typical(gap=0.25))  # states far apart: every one is seen
+    proc = cli(server, "run", "alpha", "--wait", "--report", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "status            succeeded" in proc.stdout
+    assert "rows inserted     1,500" in proc.stdout
+    assert "items   1,400               1,400" in proc.stdout  # per table
+    assert "loaded 10 rows" in proc.stdout  # the report
+    # not a terminal: one line per state on stderr
+    assert ": Queued" in proc.stderr
+    assert "Running · extract · 750 records extracted · items 750" in proc.stderr
+    assert "Running · load · 1,500 records extracted · items 1,400, users 100" in proc.stderr
+
+
+def test_run_and_wait_json_is_the_sync_run_body(server: AsgiServer) -> None:
+    body = as_json(cli(server, "run", "alpha", "--wait", "-o", "json", *FAST))
+    assert body["success"] is True and body["rows_inserted"] == 1500
+    assert body["report"] is None and body["run_id"].startswith("alpha-")
+    assert {"duration_ms", "attempts", "records_reported", "progress_counts", "error"} <= set(body)
+
+
+def test_failed_run_exits_1(server: AsgiServer, store: FakeStore) -> None:
+    server.call(script_runs, store, typical(gap=0.02, phase="Failed", error="source down"))
+    proc = cli(server, "run", "alpha", "--wait", *FAST)
+    assert proc.returncode == 1, proc.stderr
+    assert "source down" in proc.stdout and "failed" in proc.stdout
+    body = json.loads(cli(server, "run", "gamma", "--wait", "-o", "json", *FAST).stdout)
+    assert body["success"] is False
+
+
+def test_cancelled_run_exits_3(server: AsgiServer, store: FakeStore) -> None:
+    server.call(script_runs, store, typical(gap=5))  # slow
+    env = environment(server.url)
+    waiting = subprocess.Popen(
+        [CLI, "run", "alpha", "--wait", *FAST],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_id = _created_run(server, store, "alpha")
+    cancel = cli(server, "cancel", run_id)
+    assert cancel.returncode == 0 and cancel.stdout.strip() == (
+        f"cancellation of run '{run_id}' requested"
+    )
+    out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 3, err
+    assert "cancelled" in out
+    again = one_error_line(cli(server, "cancel", run_id))
+    assert "has already finished (Cancelled)" in again
+
+
+def test_conflict_is_one_line_with_the_way_out(server: AsgiServer, store: FakeStore) -> None:
+    server.call(store.add_run, "alpha-active", "alpha", "Running")
+    line = one_error_line(cli(server, "run", "alpha", "--wait"))
+    assert "already has an active run 'alpha-active'" in line
+    assert "datapipelines cancel alpha-active" in line
+
+
+def test_run_all(server: AsgiServer) -> None:
+    started = as_json(cli(server, "run-all", "-o", "json"))
+    assert started["connections"] == ["alpha", "gamma"]
+    proc = cli(server, "run-all", "--wait", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "finished: 2 of 2 connection(s) done" in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.endswith("Succeeded")]
+    assert [line.split(":")[0] for line in lines] == ["alpha", "gamma"]  # a line per connection
+    final = as_json(cli(server, "run-all", "--wait", "-o", "json", *FAST))
+    assert final["kind"] == "batch" and final["status"] == "finished"
+    assert [r["success"] for r in final["runs"]] == [True, True]
+    batch = as_json(cli(server, "tasks", final["task_id"], "-o", "json"))
+    assert batch["completed"] == ["alpha", "gamma"]
+    assert "CONNECTION" in cli(server, "tasks", final["task_id"]).stdout
+
+
+def test_run_all_with_a_failed_run_exits_1(server: AsgiServer, store: FakeStore) -> None:
+    server.call(script_batches, store, typical(gap=0.01, phase="Failed"))
+    assert cli(server, "run-all", "--wait", *FAST).returncode == 1
+
+
+# --- the API and its key -----------------------------------------------------------------------
+
+
+def test_unreachable_api() -> None:
+    line = one_error_line(cli(None, "connections", url="http://127.0.0.1:9"))
+    assert line.startswith("error: cannot reach the API at http://127.0.0.1:9 (")
+    assert "DATAPIPELINES_API_URL" in line
+
+
+def test_key_refused_missing_and_from_the_demo_file(server: AsgiServer, tmp_path: Path) -> None:
+    wrong = one_error_line(cli(server, "connections", key="wrong-key"))
+    assert "invalid API key (the key from $DATAPIPELINES_API_KEY)" in wrong
+    flag = one_error_line(cli(server, "--key", "wrong-key", "connections", key=None, cwd=tmp_path))
+    assert "(the key from --key)" in flag
+    none = one_error_line(cli(server, "connections", key=None, cwd=tmp_path))
+    assert "missing API key" in none and "no key was sent" in none
+    # run from inside the repository after `make demo`: .cluster/api-key, found upwards
+    (tmp_path / ".cluster").mkdir()
+    (tmp_path / ".cluster" / "api-key").write_text(OLD_KEY + "\n")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert cli(server, "connections", key=None, cwd=deep).returncode == 0
+    (tmp_path / ".cluster" / "api-key").write_text("stale-key\n")
+    stale = one_error_line(cli(server, "connections", key=None, cwd=deep))
+    assert str(tmp_path / ".cluster" / "api-key") in stale
+
+
+def test_server_without_a_key_is_a_500_line(store: FakeStore) -> None:
+    app = create_app(Settings(api_key=None, namespace="test"), kube=store, archive=None)
+    with AsgiServer(app) as srv:
+        line = one_error_line(cli(srv, "connections"))
+    assert line == (
+        "error: DATAPIPELINES_API_KEY is not configured on the server; set it to enable the API"
+    )
+
+
+def test_bad_usage_exits_2(server: AsgiServer) -> None:
+    proc = cli(server, "run", "alpha", "--report")
+    assert proc.returncode == 2 and "--report needs --wait" in proc.stderr
+    assert cli(server, "history", "--limit", "0").returncode == 2
+    assert cli(server, "connections", "-o", "yaml").returncode == 2
+
+
+def test_key_resolution(tmp_path: Path) -> None:
+    assert find_key_file(tmp_path) is None
+    target = resolve("http://h:1/", "new-key, old-key", key_from_env=True, cwd=tmp_path)
+    assert (target.url, target.key, target.key_source) == (
+        "http://h:1",
+        "new-key",
+        "$DATAPIPELINES_API_KEY",
+    )
+    assert resolve("http://h:1", None, key_from_env=False, cwd=tmp_path).key is None
+
+
+# --- a terminal ---------------------------------------------------------------------------------
+
+
+def spawn(server: AsgiServer, *args: str) -> pexpect.spawn:
+    env = environment(server.url)
+    env["TERM"] = "xterm-256color"
+    return pexpect.spawn(
+        CLI, list(args), env=env, dimensions=(40, 140), encoding="utf-8", timeout=30
+    )
+
+
+def test_live_progress_display_in_a_pseudo_terminal(server: AsgiServer, store: FakeStore) -> None:
+    server.call(script_runs, store, typical(gap=0.3))
+    child = spawn(server, "run", "alpha", "--wait", "--interval", "0.05")
+    screen = io.StringIO()
+    child.logfile_read = screen
+    child.expect("RECORDS EXTRACTED")  # the live table, per table
+    child.expect(r"alpha-\d+ +Running +stage extract +750 records extracted")
+    child.expect(r"items +1,400 +1,400 +load")  # rows loaded, at the load stage
+    child.expect(r"status[^\n]*succeeded")  # the result table once it ended
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    drawn = screen.getvalue()
+    assert "\x1b[2K" in drawn and "\x1b[1A" in drawn  # redrawn in place: a live display
+
+
+def test_interrupt_while_waiting_leaves_the_run_going(server: AsgiServer, store: FakeStore) -> None:
+    server.call(script_runs, store, typical(gap=10))
+    child = spawn(server, "run", "gamma", "--wait", "--interval", "0.05")
+    child.expect("stage")  # the live display is up
+    child.kill(signal.SIGINT)
+    child.expect(r"interrupted: gamma-\d+ goes on")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+
+
+def _created_run(server: AsgiServer, store: FakeStore, connection: str) -> str:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        names = server.call(
+            lambda: [
+                r.name
+                for r in store.catalog.runs.values()
+                if r.spec.connection_name == connection
+                and r.name not in ("alpha-old", "alpha-live")
+            ]
+        )
+        if names:
+            return str(names[-1])
+        time.sleep(0.05)
+    raise AssertionError(f"no run of {connection} was created")
