@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.chart import CHART, render_chart
 from tests.support.tools import REPO_ROOT, helm_binary
-
-CHART = REPO_ROOT / "deploy" / "helm" / "datapipelines"
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +19,7 @@ def helm() -> Path:
 
 
 def render(helm: Path, *sets: str, namespace: str = "dp") -> list[dict[str, Any]]:
-    args = [str(helm), "template", "rel", str(CHART), "--namespace", namespace]
-    for item in sets:
-        args += ["--set", item]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return render_chart("rel", namespace, *sets)
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -101,6 +96,46 @@ def test_api_key_secret_generated_or_existing(helm: Path) -> None:
     assert ref == {"name": "mykeys", "key": "keys"}
 
 
+def render_text(helm: Path, *args: str) -> str:
+    cmd = [str(helm), "template", "rel", str(CHART), "--namespace", "dp", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def test_gitops_values_render_identically_and_without_a_secret(helm: Path) -> None:
+    """Under `helm template` (Argo CD, Flux post-render) nothing can be looked up: with the
+    GitOps values the API key comes from a Secret made outside the chart, so two renders are
+    byte-identical and no Secret is rendered; the generated-key path would differ each time."""
+    gitops = str(CHART.parent / "examples" / "gitops-values.yaml")
+    first, second = (render_text(helm, "-f", gitops) for _ in range(2))
+    assert first == second
+    docs = [d for d in yaml.safe_load_all(first) if d]
+    assert not by_kind(docs, "Secret")
+    api = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+    env = {e["name"]: e for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    ref = env["DATAPIPELINES_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "datapipelines-api-key", "key": "api-key"}
+    assert render_text(helm) != render_text(helm), "the generated key is random per render"
+
+
+def test_connections_may_not_read_the_api_key_secret(helm: Path) -> None:
+    """The sandbox denies the installation's own Secrets to connections' env, both the
+    generated one and an existing one."""
+    for sets, name in (((), "rel-datapipelines-api-key"), (("api.existingSecret=keys",), "keys")):
+        docs = render(helm, *sets)
+        op = next(d for d in by_kind(docs, "Deployment") if "-operator" in d["metadata"]["name"])
+        env = {
+            e["name"]: e.get("value")
+            for e in op["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert name in env["DATAPIPELINES_SANDBOX_DENIED_SECRETS"].split(","), name
+        sandbox = next(
+            d
+            for d in by_kind(docs, "ValidatingAdmissionPolicy")
+            if "sandbox" in d["metadata"]["name"]
+        )
+        assert f"'{name}'" in yaml.safe_dump(sandbox) or f'"{name}"' in yaml.safe_dump(sandbox)
+
+
 def test_local_cluster_values_bind_loopback(helm: Path) -> None:
     docs = render(helm, "hostNetwork=true", "kubeApiServer=https://127.0.0.1:6443")
     for deploy in by_kind(docs, "Deployment"):
@@ -156,3 +191,23 @@ def test_schema_rejects_bad_values(helm: Path, bad: str) -> None:
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
+
+
+def test_runner_status_policy_guards_every_operator_field(helm: Path) -> None:
+    """The runner may change only status.progress and status.runnerResult: the policy compares
+    every other field of the run's status (from the typed model) with its old value, so a field
+    added to the model is guarded or this test fails."""
+    import re
+
+    from datapipelines.resources.run import RunStatus
+
+    docs = render(helm)
+    (policy,) = [
+        d
+        for d in by_kind(docs, "ValidatingAdmissionPolicy")
+        if d["metadata"]["name"].endswith("-runner-status")
+    ]
+    text = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    guarded = set(re.findall(r"object\.\?status\.\?(\w+)\s*==", text))
+    fields = {f.alias or name for name, f in RunStatus.model_fields.items()}
+    assert guarded == fields - {"progress", "runnerResult"}

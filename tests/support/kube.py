@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.chart import render_chart
 from tests.support.cluster import kubectl
 from tests.support.tools import REPO_ROOT
 from tests.support.waiting import wait_for
@@ -66,45 +67,9 @@ def create_namespace(prefix: str) -> str:
     """A new namespace `<prefix>-<random>` where pods may be created at once."""
     ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", ns)
-    # The runner's ServiceAccount and rights (as the chart's rbac.yaml gives them,
-    # docs/contracts.md).
-    kubectl_apply(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": RUNNER_SA, "namespace": ns},
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": {"name": RUNNER_SA, "namespace": ns},
-                "rules": [
-                    {
-                        "apiGroups": ["datapipelines.io"],
-                        "resources": ["pipelineruns"],
-                        "verbs": ["get"],
-                    },
-                    {
-                        "apiGroups": ["datapipelines.io"],
-                        "resources": ["pipelineruns/status"],
-                        "verbs": ["get", "patch"],
-                    },
-                ],
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": RUNNER_SA, "namespace": ns},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": RUNNER_SA,
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": RUNNER_SA, "namespace": ns}],
-            },
-        ]
-    )
+    # The runner's ServiceAccount and rights, as the chart renders them for a namespace that
+    # holds connections (templates/runner.yaml).
+    kubectl_apply(render_chart("test", ns, templates=("runner.yaml",)))
     # the ServiceAccount admission refuses pods until the controller made `default`
     wait_for(
         lambda: kubectl("get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0,

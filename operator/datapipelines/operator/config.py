@@ -4,6 +4,7 @@
 | --- | --- | --- |
 | ``DATAPIPELINES_NAMESPACE`` | namespaces watched: empty = all, or a comma list | the pod's |
 | ``DATAPIPELINES_SHARD_SELECTOR`` | serve only namespaces with matching labels | |
+| ``DATAPIPELINES_SHARD_POLL_SECONDS`` | how often a shard lists its namespaces | ``30`` |
 | ``DATAPIPELINES_KUBECONFIG`` / ``KUBECONFIG`` | kubeconfig outside a cluster | in-cluster |
 | ``DATAPIPELINES_RUNNER_IMAGE`` | default runner image | ``localhost/…-runner:dev`` |
 | ``DATAPIPELINES_RUNNER_IMAGE_PULL_POLICY`` | runner image pull policy | ``IfNotPresent`` |
@@ -73,6 +74,7 @@ class Settings(BaseSettings):
 
     namespace: str | None = None
     shard_selector: str = ""
+    shard_poll_seconds: float = Field(default=30.0, gt=0)
     kubeconfig: str = ""
     runner_image: str = "localhost/datapipelines-runner:dev"
     runner_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"

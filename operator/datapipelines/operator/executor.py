@@ -73,6 +73,8 @@ class Executor:
         self.store = store
         self.settings = settings
         self.archive = archive
+        self._kept: set[str] = set()
+        """Runs retention keeps because the archive does not hold them yet (logged once)."""
 
     async def apply(self, actions: list[Action]) -> Outcome:
         out = Outcome()
@@ -276,6 +278,15 @@ class Executor:
             raw = run.model_dump(by_alias=True, mode="json")
             if not await self.archive.insert(raw):
                 out.after(ARCHIVE_RETRY)  # never delete a run the archive does not hold
+                if run.metadata.uid not in self._kept:  # said once per run, not per reconcile
+                    self._kept.add(run.metadata.uid)
+                    log.warning(
+                        "run %s/%s kept (%s): the history archive does not hold it yet",
+                        run.namespace,
+                        run.name,
+                        action.why,
+                        extra={"run": run.name},
+                    )
                 return
         try:
             await self.kube.delete(
@@ -286,6 +297,7 @@ class Executor:
                 return
             raise
         self.store.forget(run.metadata.uid)
+        self._kept.discard(run.metadata.uid)
         log.debug("run %s/%s deleted: %s", run.namespace, run.name, action.why)
 
     # ------------------------------------------------------------------ events

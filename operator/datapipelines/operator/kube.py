@@ -1,5 +1,7 @@
 """Every apiserver call of the operator: a deadline on each, a leadership check before each
-write, and a count by verb and resource (``datapipelines_operator_apiserver_requests_total``).
+write, the replica's own ``fieldManager`` on each create, update and patch (so an object's
+managedFields say which replica wrote what, and when), and a count by verb and resource
+(``datapipelines_operator_apiserver_requests_total``).
 
 Objects go in and come out as plain dicts exactly as the apiserver serves them.
 """
@@ -58,6 +60,18 @@ def verb_and_resource(method: str, path: str, watch: bool = False) -> tuple[str,
     return verb, resource
 
 
+#: The apiserver's limit on a fieldManager (printable characters only).
+FIELD_MANAGER_MAX = 128
+FIELD_MANAGER_PREFIX = "datapipelines-operator"
+
+
+def field_manager(identity: str) -> str:
+    """The fieldManager of one replica's writes: ``datapipelines-operator/<identity>``, with
+    non-printable characters dropped and cut to the apiserver's 128 characters."""
+    name = f"{FIELD_MANAGER_PREFIX}/{identity}" if identity else FIELD_MANAGER_PREFIX
+    return "".join(ch for ch in name if ch.isprintable())[:FIELD_MANAGER_MAX]
+
+
 class NotLeading(Exception):
     """This replica may not write now (it lost, or never held, the Lease)."""
 
@@ -71,6 +85,8 @@ class Kube:
         self.guard: Callable[[], float | None] | None = None
         """Called before every write: raises NotLeading, or returns the seconds this replica
         may still write for (the write's deadline is cut to that)."""
+        self.field_manager: str | None = None
+        """Sent as ``fieldManager`` with every POST, PUT and PATCH (see :func:`field_manager`)."""
 
     @classmethod
     async def connect(cls, kubeconfig: str = "", deadline: float = 10.0) -> Kube:
@@ -110,13 +126,16 @@ class Kube:
             if left is not None:
                 limit = min(limit, left)
         verb, resource = verb_and_resource(method, path)
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        if self.field_manager and method.upper() in ("POST", "PUT", "PATCH"):
+            params.append(("fieldManager", self.field_manager))
         code = "error"
         try:
             result = await asyncio.wait_for(
                 self.api.call_api(
                     path,
                     method,
-                    query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+                    query_params=params,
                     header_params={"Accept": "application/json", "Content-Type": content_type},
                     body=body,
                     response_types_map=_OBJECT,

@@ -151,7 +151,7 @@ class LeaderElector:
                     log.info("leader election: %s holds Lease %s", self.identity, self.name)
                     return True
             except Exception as exc:  # apiserver hiccup or a deadline: try again
-                log.warning("leader election: %s", exc or type(exc).__name__)
+                log.warning("leader election: %s", str(exc) or type(exc).__name__)
             if not logged:
                 log.info("leader election: standing by, another replica holds %s", self.name)
                 logged = True
@@ -197,7 +197,7 @@ class LeaderElector:
                 self._lose(str(exc))
                 raise
             except Exception as exc:  # a failed try; the deadline check above decides
-                log.warning("leader election: renewal failed: %s", exc or type(exc).__name__)
+                log.warning("leader election: renewal failed: %s", str(exc) or type(exc).__name__)
                 if self.remaining() <= 0:
                     self._lose("could not renew the Lease within renewDeadline")
                     raise LeaseLost("could not renew the Lease within renewDeadline") from exc

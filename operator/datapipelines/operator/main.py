@@ -15,17 +15,17 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from . import registration
 from .config import Settings
-from .kube import Kube, count_kopf_requests
+from .kube import Kube, count_kopf_requests, field_manager
 
 log = logging.getLogger("datapipelines.operator")
-
-NAMESPACE_POLL_SECONDS = 30.0
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -110,7 +110,7 @@ async def _serve(kube: Kube, settings: Settings, namespaces: list[str], stop: as
 async def _shard_changed(kube: Kube, settings: Settings, current: list[str]) -> None:
     """Returns when the namespaces matching the shard selector are no longer ``current``."""
     while True:
-        await asyncio.sleep(NAMESPACE_POLL_SECONDS)
+        await asyncio.sleep(settings.shard_poll_seconds)
         try:
             now = await _shard_namespaces(kube, settings)
         except Exception as exc:
@@ -121,9 +121,35 @@ async def _shard_changed(kube: Kube, settings: Settings, current: list[str]) -> 
             return
 
 
+async def _standby_health(settings: Settings) -> web.AppRunner | None:
+    """While not serving (standing by, or a shard with no namespace), answer the liveness
+    probe ourselves; kopf's endpoint takes the port over when serving."""
+    if not settings.health_port:
+        return None
+    app = web.Application()
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"role": "standby"})
+
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.listen_host, settings.health_port).start()
+    return runner
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Returns when the first of ``waits`` ends; the others are cancelled."""
+    tasks = [asyncio.create_task(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 async def run_operator(settings: Settings) -> int:
     """Wait for the Lease, then serve until a signal (0) or the Lease is lost (1)."""
-    from aiohttp import web
     from prometheus_client import start_http_server
 
     from .leader import LeaderElector, LeaseLost
@@ -134,21 +160,12 @@ async def run_operator(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     count_kopf_requests()
     kube = await Kube.connect(settings.kubeconfig_path(), settings.request_timeout_seconds)
+    kube.field_manager = field_manager(settings.identity())
     elector: LeaderElector | None = None
     standby: web.AppRunner | None = None
     hold: asyncio.Task[None] | None = None
     try:
-        if settings.health_port:
-            # While standing by, answer the liveness probe ourselves; kopf's endpoint takes over.
-            app = web.Application()
-
-            async def healthz(_: web.Request) -> web.Response:
-                return web.json_response({"role": "standby"})
-
-            app.router.add_get("/healthz", healthz)
-            standby = web.AppRunner(app, access_log=None)
-            await standby.setup()
-            await web.TCPSite(standby, settings.listen_host, settings.health_port).start()
+        standby = await _standby_health(settings)
         if settings.leader_election:
             elector = LeaderElector(
                 kube,
@@ -166,18 +183,23 @@ async def run_operator(settings: Settings) -> int:
             elector.on_lost.append(lost.set)
             elector.on_lost.append(stop.set)
             hold = asyncio.create_task(elector.hold(stop), name="lease")
-        if standby is not None:
-            await standby.cleanup()
-            standby = None
         if settings.metrics_port:
             start_http_server(settings.metrics_port, addr=settings.listen_host)
         while not stop.is_set():
             shard = await _shard_namespaces(kube, settings)
-            namespaces = shard if shard is not None else settings.watched_namespaces()
             if shard is not None and not shard:
+                # an empty list means "all namespaces" to kopf: serve nothing instead
                 log.warning(
-                    "no namespace matches the shard selector %r yet", settings.shard_selector
+                    "no namespace matches the shard selector %r: serving none until one does",
+                    settings.shard_selector,
                 )
+                standby = standby or await _standby_health(settings)
+                await _first_of(stop.wait(), _shard_changed(kube, settings, []))
+                continue
+            if standby is not None:
+                await standby.cleanup()  # kopf's liveness endpoint takes the port over
+                standby = None
+            namespaces = shard if shard is not None else settings.watched_namespaces()
             why = await _serve(kube, settings, namespaces, stop)
             if why == "kopf":  # kopf takes over SIGTERM/SIGINT: it stops on a signal
                 stop.set()

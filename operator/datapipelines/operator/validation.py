@@ -24,6 +24,9 @@ from .views import ConnectionView
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_SANDBOX = "SandboxViolation"
 REASON_NO_WAREHOUSE = "WarehouseNotConfigured"
+#: Secrets no connection may name, whatever the settings: Helm keeps each release's rendered
+#: manifests (with a generated API key) in Secrets named so.
+DENIED_SECRET_PREFIXES = ("sh.helm.release.v1.",)
 
 
 @dataclass(frozen=True)
@@ -127,12 +130,15 @@ def sandbox(spec: ConnectionSpec, settings: Settings) -> list[Problem]:
                 )
             )
     for secret in spec.secret_refs():
-        if secret.name in settings.sandbox_denied_secrets:
+        if secret.name in settings.sandbox_denied_secrets or secret.name.startswith(
+            DENIED_SECRET_PREFIXES
+        ):
             out.append(
                 Problem(
                     REASON_SANDBOX,
                     f"the connection references Secret {secret.name!r}, which belongs to the "
-                    "installation and no connection may read (setting sandbox.deniedSecrets)",
+                    "installation (its API key, history DSN or Helm release) and no connection "
+                    "may read",
                 )
             )
     return out

@@ -17,7 +17,7 @@ TABLE = "datapipelines_run_history"
 #: Idempotent DDL (run at operator start-up and before the first insert).
 DDL = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
-    run_name         text PRIMARY KEY,
+    run_name         text NOT NULL,
     namespace        text NOT NULL,
     connection       text NOT NULL,
     trigger          text,
@@ -31,8 +31,17 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     records_reported bigint,
     attempts         integer,
     error            text,
-    result           jsonb
+    result           jsonb,
+    PRIMARY KEY (namespace, run_name)
 );
+-- tables of earlier versions were keyed by run_name alone: same-named runs of two namespaces
+DO $$ BEGIN
+  IF (SELECT array_length(conkey, 1) FROM pg_constraint
+      WHERE conrelid = '{TABLE}'::regclass AND contype = 'p') = 1 THEN
+    ALTER TABLE {TABLE} DROP CONSTRAINT {TABLE}_pkey;
+    ALTER TABLE {TABLE} ADD PRIMARY KEY (namespace, run_name);
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS {TABLE}_finished_idx ON {TABLE} (finished_at DESC);
 CREATE INDEX IF NOT EXISTS {TABLE}_conn_idx ON {TABLE} (namespace, connection, finished_at DESC);
 """
@@ -55,11 +64,12 @@ COLUMNS: tuple[str, ...] = (
     "result",
 )
 
-#: ``%(name)s`` placeholders (psycopg); a run archived twice keeps its first row.
+#: ``%(name)s`` placeholders (psycopg); a run archived twice keeps its first row (a run is
+#: named once per namespace).
 INSERT_SQL = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join(f'%({c})s' for c in COLUMNS)}) "
-    "ON CONFLICT (run_name) DO NOTHING"
+    "ON CONFLICT (namespace, run_name) DO NOTHING"
 )
 
 #: Newest first; parameter ``limit``.

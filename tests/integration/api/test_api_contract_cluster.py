@@ -7,7 +7,6 @@ and status code of docs/api.md, restarts, and the watch-fed synchronous wait.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,7 +293,15 @@ def test_sync_run_waits_on_the_watch(
         ],
         "the PipelineRun of the synchronous request",
     )[0]
-    time.sleep(1)
+    # A later, non-terminal event: once the API has seen it, the request must still wait.
+    run_id = run["metadata"]["name"]
+    patch_status(
+        namespace, "prun", run_id, {"phase": "Running", "startTime": "2026-11-30T08:00:00Z"}
+    )
+    wait_for(
+        lambda: client.get(f"/task_status/{run_id}").json()["status"] == "running",
+        "the API seeing the run Running",
+    )
     assert t.is_alive()  # still waiting: nothing has finished the run
     patch_status(namespace, "prun", run["metadata"]["name"], finished_status())
     t.join(30)

@@ -101,7 +101,7 @@ def _operations() -> list[tuple[str, str]]:
 
 
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
-KNOWN = {"name": [*CONNECTIONS, "nope"], "task_id": TASKS}
+KNOWN = {"name": [*CONNECTIONS, "nope"], "task_id": TASKS, "run_id": TASKS}
 
 
 @pytest.mark.parametrize(("path", "method"), _operations())

@@ -55,3 +55,43 @@ async def test_finished_runs_are_archived_beyond_retention(
         return not await cluster.runs()
 
     await wait_until(all_deleted, 30, what="historyLimit 0 deletes finished runs")
+
+
+async def test_same_named_runs_of_two_namespaces_are_both_archived(postgres_server: Any) -> None:
+    """The archive is keyed by namespace and run name; a table of an earlier version (keyed by
+    run name alone) is migrated in place, its rows kept."""
+    from datapipelines.operator.archive import Archive
+
+    database = postgres_server.create_database()
+    postgres_server.query(
+        f"CREATE TABLE {history.TABLE} (run_name text PRIMARY KEY, namespace text NOT NULL,"
+        " connection text NOT NULL, trigger text, batch text, phase text NOT NULL,"
+        " success boolean, started_at timestamptz, finished_at timestamptz,"
+        " duration_ms bigint, rows_inserted bigint, records_reported bigint,"
+        " attempts integer, error text, result jsonb);"
+        f" INSERT INTO {history.TABLE} (run_name, namespace, connection, phase)"
+        " VALUES ('old-1', 'team-a', 'old', 'Succeeded')",
+        database=database,
+    )
+
+    def finished(ns: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "nightly-1", "namespace": ns},
+            "spec": {"connectionName": "nightly", "trigger": "schedule"},
+            "status": {
+                "phase": "Succeeded",
+                "startTime": "2026-12-01T00:00:00Z",
+                "completionTime": "2026-12-01T00:00:05Z",
+                "result": {"success": True, "rowsInserted": 3},
+            },
+        }
+
+    archive = Archive(postgres_server.dsn(database), timeout=5)
+    assert await archive.insert(finished("team-a"))
+    assert await archive.insert(finished("team-b"))
+    assert await archive.insert(finished("team-b"))  # again: kept once, still True
+    rows = postgres_server.query(
+        f"SELECT namespace, run_name FROM {history.TABLE} ORDER BY namespace, run_name",
+        database=database,
+    )
+    assert rows == [("team-a", "nightly-1"), ("team-a", "old-1"), ("team-b", "nightly-1")]

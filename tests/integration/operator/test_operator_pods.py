@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -154,5 +153,9 @@ async def test_operator_killed_mid_run_catches_up(
     run = await cluster.wait_phase("demo-k", "Succeeded", "Failed", seconds=60)
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert run["status"]["result"]["rowsInserted"] == 300
-    await asyncio.sleep(1)
-    assert len(await cluster.jobs()) == 1
+
+    async def caught_up() -> bool:
+        return "in sync: every object seen at start-up is reconciled" in operator.current_log()
+
+    await wait_until(caught_up, 30, what="the restarted operator caught up")
+    assert len(await cluster.jobs()) == 1  # caught up, and no second Job for the run

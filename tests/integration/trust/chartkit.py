@@ -4,22 +4,17 @@ copied into the tests): what a release in that namespace would install, minus th
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from tests.support.chart import render_chart
 from tests.support.cluster import kubectl
-from tests.support.tools import REPO_ROOT, helm_binary
 from tests.support.waiting import wait_for
 
-CHART = REPO_ROOT / "deploy" / "helm" / "datapipelines"
 RELEASE = "trust"
 #: The templates that hold identities and rights: no Deployments, CRDs or Secrets.
 TEMPLATES = ("serviceaccounts.yaml", "runner.yaml", "rbac.yaml", "admission.yaml")
@@ -29,13 +24,7 @@ def render(
     namespace: str, *sets: str, templates: tuple[str, ...] = TEMPLATES
 ) -> list[dict[str, Any]]:
     """``helm template`` of the chart for a release in ``namespace``."""
-    args = [str(helm_binary()), "template", RELEASE, str(CHART), "--namespace", namespace]
-    for template in templates:
-        args += ["--show-only", f"templates/{template}"]
-    for item in ("crds.install=false", *sets):
-        args += ["--set", item]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return render_chart(RELEASE, namespace, "crds.install=false", *sets, templates=templates)
 
 
 @dataclass
@@ -52,9 +41,25 @@ class Release:
         return f"system:serviceaccount:{self.namespace}:{names[component]}"
 
 
+def _admission_last(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The docs in apply order: the admission policies and bindings last, the sandbox's two the
+    very last (see wait_for_policies)."""
+
+    def rank(doc: dict[str, Any]) -> tuple[int, int]:
+        admission = doc["kind"].startswith("ValidatingAdmissionPolicy")
+        return (int(admission), int(admission and "sandbox" in doc["metadata"]["name"]))
+
+    return sorted(docs, key=rank)
+
+
 def wait_for_policies(release: Release) -> None:
     """Admission policies take effect a moment after they are created: wait until the sandbox
-    refuses a connection it must refuse (server-side dry run, nothing stored)."""
+    refuses a connection it must refuse (server-side dry run, nothing stored).
+
+    The sandbox's policy and binding are created last (``_admission_last``), and the
+    apiserver's admission plugin compiles its whole set of policies from two watches (policies,
+    bindings) that deliver objects in creation order: when the sandbox is in force, every
+    policy and binding created before it is in force too."""
     if not any(d["kind"] == "ValidatingAdmissionPolicy" for d in release.docs):
         return
     probe = {
@@ -77,7 +82,6 @@ def wait_for_policies(release: Release) -> None:
             return proc.returncode != 0 and "is not allowed" in proc.stderr
 
         wait_for(refused, "the admission policies to take effect", timeout=60, every=0.5)
-    time.sleep(1)  # the three policies arrive together; give the others the same moment
 
 
 def apply(docs: list[dict[str, Any]]) -> None:
@@ -95,7 +99,7 @@ def installed(prefix: str, *sets: str) -> Iterator[Release]:
     kubectl("create", "namespace", ns)
     docs = render(ns, *sets)
     try:
-        apply(docs)
+        apply(_admission_last(docs))
         release = Release(ns, docs)
         wait_for_policies(release)
         yield release

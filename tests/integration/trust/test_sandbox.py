@@ -103,6 +103,20 @@ CASES = [
         API_KEY_SECRET,
         id="installation-secret",
     ),
+    pytest.param(
+        {
+            "type": "sql_database",
+            "source": {
+                "sqlDatabase": {
+                    "credentialsSecretRef": {"name": "sh.helm.release.v1.trust.v1", "key": "r"},
+                    "tables": ["t"],
+                }
+            },
+        },
+        "references a Secret of the installation",
+        "a Helm release",
+        id="helm-release-secret",
+    ),
 ]
 
 

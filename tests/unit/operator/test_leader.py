@@ -221,3 +221,19 @@ def test_the_elector_refuses_timings_that_could_overlap(
 ) -> None:
     with pytest.raises(ValueError, match="retryPeriod < renewDeadline < leaseDuration"):
         elector(leases, "a", lease_duration=duration, renew_deadline=deadline, retry_period=retry)
+
+
+async def test_a_renewal_that_times_out_is_logged_by_its_type(
+    leases: FakeLeases, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = elector(leases, "a", retry_period=0.01, renew_deadline=10, lease_duration=15)
+    assert await a.try_acquire()
+
+    async def timing_out(ns: str, body: dict[str, Any], deadline: float) -> None:
+        clock.now += 6
+        raise TimeoutError()  # what a request deadline raises: no message of its own
+
+    leases.replace_lease = timing_out  # type: ignore[method-assign]
+    with caplog.at_level("WARNING"), pytest.raises(LeaseLost):
+        await asyncio.wait_for(a.hold(asyncio.Event()), 2)
+    assert "leader election: renewal failed: TimeoutError" in caplog.text

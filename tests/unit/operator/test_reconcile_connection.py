@@ -629,7 +629,7 @@ UNRUNNABLE = [
         {"destination": postgres_destination(secret="operator-db")},
         {"sandbox_denied_secrets": ["operator-db"]},
         "SandboxViolation",
-        ["operator-db", "sandbox.deniedSecrets"],
+        ["operator-db", "belongs to the installation"],
         id="denied-secret",
     ),
     pytest.param(
@@ -851,6 +851,41 @@ def test_destination_mutex_is_fifo_across_connections() -> None:
     assert w.run_view("b-run").phase is RunPhase.SUCCEEDED
     d = w.step("a")
     assert only(of_type(d, StartRun)).run.name == "a-run"
+
+
+@pytest.mark.parametrize(
+    ("pod", "waits"),
+    [
+        pytest.param({"phase": "Running", "running": True}, True, id="runner-still-running"),
+        pytest.param({"phase": "Pending"}, True, id="pod-still-pending"),
+        pytest.param(
+            {"phase": "Running", "terminated": {"exitCode": 143, "reason": "Error"}},
+            False,
+            id="runner-terminated",
+        ),
+        pytest.param({"phase": "Failed"}, False, id="pod-failed"),
+    ],
+)
+def test_the_next_writer_waits_for_an_ended_peer_runs_pod(pod: dict, waits: bool) -> None:
+    # a's run was cancelled: its Job is gone, its runner may still be writing the file
+    d = decide_connection(
+        ready_conn("a"),
+        run_body("a-run", "a", status=finished_status("Cancelled", completed=-1)),
+        pod_body("a-run", "a", **pod),
+        ready_conn("b"),
+        run_body("b-run", "b"),
+        name="b",
+    )
+    if waits:
+        queued = only(run_patches(d, "b-run"))
+        assert queued.phase is RunPhase.QUEUED
+        assert message_of(queued) == (
+            "waiting for the pod a-run-p0 of run a-run of connection a to stop "
+            f"(same DuckDB file {WAREHOUSE_DEFAULT_FILE}; one writer at a time)"
+        )
+        assert not of_type(d, StartRun) and d.requeue_after == 2
+    else:
+        assert only(of_type(d, StartRun)).run.name == "b-run"
 
 
 # --------------------------------------------------------------------------- retention
@@ -1126,3 +1161,21 @@ def test_batch_label_reaches_the_job() -> None:
     d = decide_connection(ready_conn(), run_body(batch="b1"), batch_body("b1", ["demo"]))
     start = only(of_type(d, StartRun))
     assert start.manifest["metadata"]["labels"][LABEL_BATCH] == "b1"
+
+
+def test_a_run_ending_wakes_the_connections_waiting_for_its_destination() -> None:
+    w = World(
+        ready_conn("a"),
+        ready_conn("b"),
+        run_body("a-run", "a", created=-30, rv=100),
+        run_body("b-run", "b", created=-20, rv=101),
+    )
+    assert only(of_type(w.step("a"), StartRun)).run.name == "a-run"
+    assert only(run_patches(w.step("b"), "b-run")).phase is RunPhase.QUEUED
+    d = w.step("a")
+    assert d.wake == set()  # nothing ended: nobody to wake
+    w.complete_job("a-run")
+    d = w.step("a")
+    assert only(run_patches(d, "a-run")).phase is RunPhase.SUCCEEDED
+    assert d.wake == {("conn", NS, "b")}  # without waiting for a resync
+    assert only(of_type(w.step("b"), StartRun)).run.name == "b-run"

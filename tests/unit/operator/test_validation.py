@@ -202,8 +202,15 @@ def test_denied_secrets_may_not_be_referenced_anywhere() -> None:
     )
     result = sandbox(spec, config)
     assert [p.reason for p in result] == [REASON_SANDBOX, REASON_SANDBOX]
-    assert all("sandbox.deniedSecrets" in p.message for p in result)
+    assert all("belongs to the installation" in p.message for p in result)
     assert "'api-key'" in result[0].message and "'operator-db'" in result[1].message
+
+
+def test_helm_release_secrets_are_always_denied() -> None:
+    """Helm's release Secrets hold the rendered manifests, a generated API key among them."""
+    spec = spec_of(destination=postgres_destination(secret="sh.helm.release.v1.dp.v3"))
+    (problem,) = sandbox(spec, settings())
+    assert problem.reason == REASON_SANDBOX and "Helm release" in problem.message
 
 
 def test_every_problem_is_reported_most_fundamental_first() -> None:

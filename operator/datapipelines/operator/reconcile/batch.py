@@ -100,7 +100,7 @@ def decide(state: BatchInputs, settings: Settings, now: datetime) -> Decision:
         patch = {**desired, "conditions": conditions_json(status.conditions)}
         events: tuple[Event, ...] = ()
         changed = batch.status.state != state_
-        worth = state_ is BatchState.CANCELLED or (normal and state_ is not BatchState.QUEUED)
+        worth = normal and state_ is not BatchState.QUEUED  # events "warnings": none of these
         if changed and worth:
             reason = {"running": "Started"}.get(state_.value, state_.value.capitalize())
             events = (Event(ref, "Normal", reason, message),)

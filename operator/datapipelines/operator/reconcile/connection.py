@@ -76,6 +76,17 @@ class Peer:
     run: PipelineRun
 
 
+@dataclass(frozen=True)
+class PeerPod:
+    """A runner pod, not stopped yet, of a run of another connection that writes the same
+    destination (its run may have ended already: a cancelled runner still shutting down)."""
+
+    namespace: str
+    connection: str
+    run: str
+    pod: str
+
+
 @dataclass
 class ConnectionState:
     namespace: str
@@ -87,6 +98,13 @@ class ConnectionState:
     pods: dict[str, list[PodView]] = field(default_factory=dict)
     batches: dict[str, PipelineBatch | None] = field(default_factory=dict)
     peers: list[Peer] = field(default_factory=list)
+    peer_pods: list[PeerPod] = field(default_factory=list)
+
+
+def runner_alive(pod: PodView) -> bool:
+    """The pod's runner may still write: the pod is pending or running and its container has
+    not terminated."""
+    return pod.phase in ("Pending", "Running") and not pod.container.terminated
 
 
 def gather(store: Store, namespace: str, name: str) -> ConnectionState:
@@ -112,6 +130,11 @@ def gather(store: Store, namespace: str, name: str) -> ConnectionState:
             for run in store.runs_of(other.namespace, other.name):
                 if not run.terminal:
                     state.peers.append(Peer(other.namespace, other.name, run))
+                for pod in store.pods_of(other.namespace, run.name):
+                    if pod.connection in ("", other.name) and runner_alive(pod):
+                        state.peer_pods.append(
+                            PeerPod(other.namespace, other.name, run.name, pod.name)
+                        )
     return state
 
 
@@ -256,7 +279,18 @@ def decide(state: ConnectionState, settings: Settings, now: datetime) -> Decisio
             b.decision.actions.insert(0, PatchConnectionStatus(conn, b.conn_patch, b.conn_events))
     _retention(b, conn)
     _labels(b, [r for r in active if r.name not in b.ended])
+    _wake_waiting_peers(b)
     return b.decision
+
+
+def _wake_waiting_peers(b: _Builder) -> None:
+    """A run of this connection ends now: the other connections writing the same destination
+    with runs waiting may go on (their next reconcile reads this end from the store)."""
+    if not any(phase.terminal for _, phase, _ in b.ended.values()):
+        return
+    for peer in b.state.peers:
+        if peer.run.phase is not RunPhase.RUNNING:
+            b.decision.wake.add(("conn", peer.namespace, peer.connection))
 
 
 def _labels(b: _Builder, runs: list[PipelineRun]) -> None:
@@ -382,8 +416,7 @@ def _live_pod_of_another_run(b: _Builder, run: PipelineRun) -> str | None:
         if other == run.name:
             continue
         for pod in pods:
-            alive = pod.phase in ("Pending", "Running") and not pod.container.terminated
-            if alive:
+            if runner_alive(pod):
                 b.decision.after(2)
                 return f"waiting for the pod {pod.name} of the earlier run {other} to stop"
     return None
@@ -392,10 +425,11 @@ def _live_pod_of_another_run(b: _Builder, run: PipelineRun) -> str | None:
 def _destination_holder(b: _Builder, conn: ConnectionView, run: PipelineRun) -> str | None:
     """Why ``run`` must wait for another connection's run on the same destination, or None.
 
-    The holder is a running run; among waiting runs the earliest goes first (FIFO across the
-    connections sharing the destination)."""
+    The holder is a running run, or a runner pod of theirs that has not stopped yet (its run
+    may have ended: a cancel deletes the Job before the pod is gone); among waiting runs the
+    earliest goes first (FIFO across the connections sharing the destination)."""
     dest = conn.destination
-    if dest is None or not b.state.peers:
+    if dest is None or not (b.state.peers or b.state.peer_pods):
         return None
     for peer in b.state.peers:
         if peer.run.phase is RunPhase.RUNNING:
@@ -404,6 +438,12 @@ def _destination_holder(b: _Builder, conn: ConnectionView, run: PipelineRun) -> 
                 f"waiting for run {peer.run.name} of connection {peer.connection}, which is "
                 f"writing the same {dest.label} (one writer at a time)"
             )
+    for pod in b.state.peer_pods:  # e.g. a cancelled run's runner that has not stopped yet
+        b.decision.after(2)
+        return (
+            f"waiting for the pod {pod.pod} of run {pod.run} of connection {pod.connection} "
+            f"to stop (same {dest.label}; one writer at a time)"
+        )
     mine = _order(run)
     earlier = [p for p in b.state.peers if _order(p.run) < mine]
     if earlier:

@@ -1,0 +1,53 @@
+"""Kube: every create, update and patch names this replica as its fieldManager (kube.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from datapipelines.operator.kube import FIELD_MANAGER_MAX, Kube, field_manager
+
+
+class RecordingApi:
+    """Stands in for kubernetes_asyncio's ApiClient: records each call's query parameters."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[tuple[str, Any]]]] = []
+
+    async def call_api(self, path: str, method: str, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append((method, kwargs["query_params"]))
+        return {}
+
+
+def test_field_manager_names_the_replica() -> None:
+    assert field_manager("replica-a") == "datapipelines-operator/replica-a"
+    assert field_manager("") == "datapipelines-operator"
+
+
+def test_field_manager_is_valid_for_the_apiserver() -> None:
+    name = field_manager("x" * 300 + "\n\t")
+    assert len(name) == FIELD_MANAGER_MAX and name.isprintable()
+    assert field_manager("pod\x00-1") == "datapipelines-operator/pod-1"
+
+
+@pytest.mark.parametrize(
+    ("method", "sent"), [("POST", True), ("PUT", True), ("PATCH", True), ("DELETE", False)]
+)
+async def test_writes_carry_the_field_manager(method: str, sent: bool) -> None:
+    api = RecordingApi()
+    kube = Kube(api, 5)  # type: ignore[arg-type]
+    kube.field_manager = "datapipelines-operator/replica-a"
+    await kube.request(method, "/apis/batch/v1/namespaces/ns/jobs", query={"dryRun": None})
+    ((_, params),) = api.calls
+    expected = [("fieldManager", "datapipelines-operator/replica-a")] if sent else []
+    assert params == expected
+
+
+async def test_reads_and_unnamed_clients_send_no_field_manager() -> None:
+    api = RecordingApi()
+    kube = Kube(api, 5)  # type: ignore[arg-type]
+    await kube.request("PATCH", "/api/v1/namespaces/ns/pods/p", body={})
+    kube.field_manager = "datapipelines-operator/replica-a"
+    await kube.request("GET", "/api/v1/namespaces/ns/pods", query={"labelSelector": "a=b"})
+    assert [params for _, params in api.calls] == [[], [("labelSelector", "a=b")]]
