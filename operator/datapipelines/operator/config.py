@@ -34,6 +34,8 @@
 | ``DATAPIPELINES_RETRY_PERIOD_SECONDS`` | how often the Lease is renewed / tried | ``2`` |
 | ``DATAPIPELINES_REQUEST_TIMEOUT_SECONDS`` | deadline of every apiserver call | ``10`` |
 | ``DATAPIPELINES_WORKERS`` | concurrent reconciles | ``8`` |
+| ``DATAPIPELINES_APISERVER_QPS`` | writes per second, on average (Lease calls exempt) | ``50`` |
+| ``DATAPIPELINES_APISERVER_BURST`` | writes at once above that average | ``100`` |
 | ``DATAPIPELINES_SYNC_INTERVAL_SECONDS`` | safety re-check of active runs and batches | ``60`` |
 | ``DATAPIPELINES_LOG_FORMAT`` | ``json`` or ``text`` | ``json`` |
 | ``DATAPIPELINES_LOG_LEVEL`` | ``DEBUG``/``INFO``/``WARNING`` | ``INFO`` |
@@ -103,6 +105,8 @@ class Settings(BaseSettings):
     renew_deadline_seconds: float = Field(default=10, gt=0)
     retry_period_seconds: float = Field(default=2, gt=0)
     request_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    apiserver_qps: float = Field(default=50, gt=0)
+    apiserver_burst: int = Field(default=100, ge=1)
     workers: int = Field(default=8, ge=1, le=256)
     sync_interval_seconds: float = Field(default=60.0, gt=0)
     log_format: Literal["json", "text"] = "json"

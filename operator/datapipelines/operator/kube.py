@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -76,6 +77,32 @@ class NotLeading(Exception):
     """This replica may not write now (it lost, or never held, the Lease)."""
 
 
+class TokenBucket:
+    """Client-side rate limit of writes, as client-go's QPS and burst: on average `rate` per
+    second, up to `burst` at once. A bulk change (10,000 connections applied at once, each
+    getting its first status) then queues here instead of saturating the apiserver — where it
+    would also slow the Lease renewals until the leader loses its Lease."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.last = clock()
+
+    def reserve(self) -> float:
+        """Take a token; the seconds to wait before using it (0 when one was there)."""
+        now = self.clock()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    async def acquire(self) -> None:
+        if (wait := self.reserve()) > 0:
+            await asyncio.sleep(wait)
+
+
 class Kube:
     """A thin async REST client over one ``kubernetes_asyncio`` ApiClient."""
 
@@ -87,6 +114,8 @@ class Kube:
         may still write for (the write's deadline is cut to that)."""
         self.field_manager: str | None = None
         """Sent as ``fieldManager`` with every POST, PUT and PATCH (see :func:`field_manager`)."""
+        self.limiter: TokenBucket | None = None
+        """Paces every write; the Lease calls (``write=False``) and reads are not paced."""
 
     @classmethod
     async def connect(cls, kubeconfig: str = "", deadline: float = 10.0) -> Kube:
@@ -121,6 +150,8 @@ class Kube:
         """One call with a deadline; the response object, or None for a tolerated status."""
         is_write = method.upper() != "GET" if write is None else write
         limit = deadline or self.timeout
+        if is_write and self.limiter is not None:
+            await self.limiter.acquire()  # before the leadership check: no write after a loss
         if is_write and self.guard is not None:
             left = self.guard()
             if left is not None:

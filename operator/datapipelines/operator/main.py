@@ -23,7 +23,7 @@ from aiohttp import web
 
 from . import registration
 from .config import Settings
-from .kube import Kube, count_kopf_requests, field_manager
+from .kube import Kube, TokenBucket, count_kopf_requests, field_manager
 
 log = logging.getLogger("datapipelines.operator")
 
@@ -161,6 +161,7 @@ async def run_operator(settings: Settings) -> int:
     count_kopf_requests()
     kube = await Kube.connect(settings.kubeconfig_path(), settings.request_timeout_seconds)
     kube.field_manager = field_manager(settings.identity())
+    kube.limiter = TokenBucket(settings.apiserver_qps, settings.apiserver_burst)
     elector: LeaderElector | None = None
     standby: web.AppRunner | None = None
     hold: asyncio.Task[None] | None = None

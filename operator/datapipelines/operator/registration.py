@@ -41,10 +41,26 @@ PODS = ("v1", "pods")
 OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY_OPERATOR}"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base at all. kopf builds one (a deep copy of the object's essence) on every event
+    for change-detection handlers; this operator has none (event triggers and indexes only), and
+    that copy was a quarter of the operator's CPU at 10,000 connections (docs/scale.md)."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> None:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Quiet kopf: no Events of its own, no persistence, watches filtered by the server."""
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from datapipelines.operator.kube import FIELD_MANAGER_MAX, Kube, field_manager
+from datapipelines.operator.kube import FIELD_MANAGER_MAX, Kube, TokenBucket, field_manager
 
 
 class RecordingApi:
@@ -51,3 +51,36 @@ async def test_reads_and_unnamed_clients_send_no_field_manager() -> None:
     kube.field_manager = "datapipelines-operator/replica-a"
     await kube.request("GET", "/api/v1/namespaces/ns/pods", query={"labelSelector": "a=b"})
     assert [params for _, params in api.calls] == [[], [("labelSelector", "a=b")]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_allows_the_burst_then_paces_at_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=10, burst=3, clock=clock)
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    # the next ones wait their turn: 0.1 s apart at 10 per second
+    assert bucket.reserve() == pytest.approx(0.1)
+    assert bucket.reserve() == pytest.approx(0.2)
+    clock.now = 10.0  # idle: refilled up to the burst, never beyond
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.reserve() == pytest.approx(0.1)
+
+
+async def test_writes_are_paced_and_lease_calls_and_reads_are_not() -> None:
+    api = RecordingApi()
+    kube = Kube(api, 5)  # type: ignore[arg-type]
+    clock = Clock()
+    kube.limiter = TokenBucket(rate=1, burst=1, clock=clock)
+    await kube.request("PATCH", "/api/v1/namespaces/n/pods/p")  # the one token
+    assert kube.limiter.tokens == 0
+    await kube.request("GET", "/api/v1/namespaces/n/pods/p")
+    await kube.request("PUT", "/apis/coordination.k8s.io/v1/namespaces/n/leases/l", write=False)
+    assert kube.limiter.tokens == 0  # neither took a token
+    assert len(api.calls) == 3
