@@ -90,10 +90,43 @@ OVERLAY_TTL_SECONDS = 60.0
 @dataclass
 class _Overlay:
     """Objects the operator wrote, by (kind, namespace, name), and tombstones by uid, each
-    with the monotonic time it was written."""
+    with the monotonic time it was written. Both dicts are kept in the order of that time (a
+    rewrite moves its entry to the end), so expiry pops from the front; `created` names the
+    created objects per (kind, namespace), the only ones a read must find outside the index.
+    Every read costs what it reads, not what the overlay holds: a bulk change (10,000 first
+    statuses) does not make each reconcile scan every write in flight."""
 
     objects: dict[tuple[str, str, str], tuple[float, bool, Any]] = field(default_factory=dict)
+    created: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     deleted_uids: dict[str, float] = field(default_factory=dict)
+
+    def put(self, key: tuple[str, str, str], at: float, created: bool, obj: Any) -> None:
+        self.objects.pop(key, None)
+        self.objects[key] = (at, created, obj)
+        if created:
+            self.created.setdefault(key[:2], set()).add(key[2])
+
+    def drop(self, key: tuple[str, str, str]) -> None:
+        self.objects.pop(key, None)
+        names = self.created.get(key[:2])
+        if names is not None:
+            names.discard(key[2])
+            if not names:
+                del self.created[key[:2]]
+
+    def tombstone(self, uid: str, at: float) -> None:
+        self.deleted_uids.pop(uid, None)
+        self.deleted_uids[uid] = at
+
+    def expire(self, cutoff: float) -> None:
+        dead = self.deleted_uids
+        while dead and next(iter(dead.values())) < cutoff:
+            del dead[next(iter(dead))]
+        while self.objects:
+            key, (at, _, _) = next(iter(self.objects.items()))
+            if at >= cutoff:
+                break
+            self.drop(key)
 
 
 class Store:
@@ -148,39 +181,37 @@ class Store:
         """Keep an object this operator just wrote until the watch catches up. An update of an
         object the index no longer holds is dropped at once (it was deleted meanwhile); a
         created object waits for the watch up to OVERLAY_TTL_SECONDS."""
-        self._overlay.objects[(kind, namespace, name)] = (time.monotonic(), created, obj)
+        self._overlay.put((kind, namespace, name), time.monotonic(), created, obj)
 
     def forget(self, uid: str) -> None:
         """An object this operator just deleted (or found gone): hide it until the watch drops
         it."""
         if uid:
-            self._overlay.deleted_uids[uid] = time.monotonic()
-
-    def _expire(self) -> None:
-        cutoff = time.monotonic() - OVERLAY_TTL_SECONDS
-        dead = self._overlay.deleted_uids
-        for uid in [u for u, at in dead.items() if at < cutoff]:
-            del dead[uid]
+            self._overlay.tombstone(uid, time.monotonic())
 
     def _merge(self, kind: str, indexed: Iterable[V], match: Mapping[str, str]) -> list[V]:
         """Indexed objects, each replaced by a newer overlay copy, plus overlay objects of
         ``match`` the index does not know yet; tombstoned ones left out."""
-        self._expire()
+        overlay = self._overlay
+        cutoff = time.monotonic() - OVERLAY_TTL_SECONDS
+        overlay.expire(cutoff)
         by_name: dict[str, V] = {}
         for obj in indexed:
             by_name[_name(obj)] = obj
         ns = match.get("namespace", "")
-        cutoff = time.monotonic() - OVERLAY_TTL_SECONDS
-        for key, (at, created, obj) in list(self._overlay.objects.items()):
-            k, o_ns, o_name = key
-            if k != kind or o_ns != ns:
+        candidates = set(by_name) | overlay.created.get((kind, ns), set())
+        for o_name in candidates:
+            key = (kind, ns, o_name)
+            entry = overlay.objects.get(key)
+            if entry is None:
                 continue
+            at, created, obj = entry
             current = by_name.get(o_name)
             if current is not None and _rv(current) >= _rv(obj):
-                del self._overlay.objects[key]  # the watch caught up
+                overlay.drop(key)  # the watch caught up
                 continue
             if current is None and (not created or at < cutoff) and _matches(obj, match):
-                del self._overlay.objects[key]  # deleted meanwhile (or never confirmed)
+                overlay.drop(key)  # deleted meanwhile (or never confirmed)
                 continue
             if current is not None or _matches(obj, match):
                 by_name[o_name] = obj

@@ -170,3 +170,27 @@ def test_a_remembered_object_deleted_before_the_index_caught_up_disappears() -> 
     idx.store.remember("run", run("r1", rv=105, phase="Queued"), NS, "r1")
     idx.set_runs()  # the watch: MODIFIED (rv 105), then DELETED, before any read
     assert idx.store.runs_of(NS, "demo") == []
+
+
+def test_overlay_entries_and_tombstones_expire_oldest_first(monkeypatch: Any) -> None:
+    from datapipelines.operator import store as store_module
+
+    now = [1000.0]
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: now[0])
+    idx = Indexes(runs=[run("r1", rv=100)])
+    store = idx.store
+    store.remember("run", run("r1", rv=105, phase="Queued"), NS, "r1")
+    store.remember("run", run("r9", rv=106), NS, "r9", created=True)
+    store.forget("uid-old")
+    now[0] += 30
+    store.forget("uid-old")  # forgotten again: lives 60 s from now
+    store.remember("run", run("r9", rv=107), NS, "r9", created=True)  # rewritten: moved last
+    now[0] += 40  # 70 s after the first writes, 40 s after the rewrites
+    names = sorted(r.name for r in store.runs_of(NS, "demo"))
+    assert names == ["r1", "r9"]
+    overlay = store._overlay
+    assert list(overlay.objects) == [("run", NS, "r9")]  # r1's stale copy expired
+    assert list(overlay.deleted_uids) == ["uid-old"]
+    now[0] += 61
+    assert [r.name for r in store.runs_of(NS, "demo")] == ["r1"]  # r9 never confirmed
+    assert overlay.objects == {} and overlay.created == {} and overlay.deleted_uids == {}
