@@ -390,7 +390,9 @@ class Harness:
             return False
         if resp.status_code != 200:
             return False
-        return len(resp.json()) >= self.p.connections
+        ours = [c for c in resp.json() if c["name"].startswith(f"{self.p.tag}-")]
+        steady = int(self.p.steady_rate * self.p.steady_seconds)
+        return len(ours) >= self.p.connections + steady
 
     async def _operators_quiet(self) -> bool:
         before = await self._writes()
