@@ -10,10 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-import psycopg
-from psycopg import errors as pg_errors
-from psycopg.rows import dict_row
-
 from datapipelines.api.errors import ArchiveUnavailable
 from datapipelines.api.mapping import history_entry_of_row
 from datapipelines.api.models import HistoryEntryOut
@@ -54,6 +50,11 @@ class PostgresArchive:
         self._dsn = dsn
 
     async def _fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        # imported on first use: an API without an archive does not carry psycopg (~10 MB)
+        import psycopg
+        from psycopg import errors as pg_errors
+        from psycopg.rows import dict_row
+
         try:
             async with await psycopg.AsyncConnection.connect(
                 self._dsn, connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row
