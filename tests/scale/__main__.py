@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--burst-seconds", type=float, default=d.burst_seconds)
     ap.add_argument("--run-seconds", type=float, default=d.run_seconds, help="simulated run length")
     ap.add_argument("--samples", type=int, default=d.samples, help="API reads per phase")
+    ap.add_argument(
+        "--steady-rate", type=float, default=d.steady_rate, help="run_async/s (0: none)"
+    )
+    ap.add_argument("--steady-seconds", type=float, default=d.steady_seconds)
     ap.add_argument("--soak-minutes", type=float, default=d.soak_minutes)
     ap.add_argument("--soak-connections", type=int, default=d.soak_connections)
     ap.add_argument("--kwok-nodes", type=int, default=d.kwok_nodes)
@@ -32,20 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    params = ScaleParams(
-        tag=args.tag,
-        connections=args.connections,
-        namespaces=args.namespaces,
-        shards=args.shards,
-        burst=args.burst,
-        burst_seconds=args.burst_seconds,
-        run_seconds=args.run_seconds,
-        samples=args.samples,
-        soak_minutes=args.soak_minutes,
-        soak_connections=args.soak_connections,
-        kwok_nodes=args.kwok_nodes,
-        keep=args.keep,
-    )
+    params = ScaleParams(**{k: v for k, v in vars(args).items() if k in ScaleParams.model_fields})
     figures = asyncio.run(run(params))
     for line in lines(figures):
         print(line)

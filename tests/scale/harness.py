@@ -36,12 +36,12 @@ from datapipelines.resources import (
     VERSION,
 )
 from tests.scale.fleet import KWOK_NODE_SELECTOR, KWOK_TOLERATIONS, Fleet, connection_manifest
-from tests.scale.probe import ProcSample, per_run, requests_by_verb, sample
+from tests.scale.probe import ProcSample, per_run, request_counts, sample
 from tests.scale.stats import Latency
 from tests.support.chart import render_chart
 from tests.support.cluster import API_SERVER, HACK, KUBECONFIG, RUNNER_IMAGE, STATE_DIR, kubectl
 from tests.support.kube import apply_crds, kubectl_apply
-from tests.support.processes import IN_SYNC, Process, free_port
+from tests.support.processes import IN_SYNC, Process, _async, free_port
 
 log = logging.getLogger("scale")
 
@@ -284,7 +284,7 @@ class Harness:
 
     def _has_default_sa(self, ns: str) -> Awaitable[bool]:
         done = kubectl("get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0
-        return _now(done)
+        return _async(done)
 
     async def _create_connections(self, manifests: Any, concurrency: int = 24) -> None:
         assert self.kube is not None
@@ -408,7 +408,7 @@ class Harness:
         total: dict[str, float] = {}
         for url in self.operator_metrics:
             text = (await self.http.get(url)).text
-            for verb, value in requests_by_verb(
+            for verb, value in request_counts(
                 text, "datapipelines_operator_apiserver_requests_total"
             ).items():
                 total[verb] = total.get(verb, 0.0) + value
@@ -417,7 +417,7 @@ class Harness:
     async def _api_requests(self) -> dict[str, float]:
         assert self.http is not None
         text = (await self.http.get("/metrics")).text
-        return requests_by_verb(text, "datapipelines_api_apiserver_requests_total")
+        return request_counts(text, "datapipelines_api_apiserver_requests_total")
 
     async def _wait(self, check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
         deadline = time.monotonic() + seconds
@@ -486,7 +486,7 @@ class Harness:
         jobs = self.jobs
         keys = [(ns, t) for t, (ns, _) in self.tasks.items() if t in self.phase_of["steady"]]
         await self._wait(
-            lambda: _now(all(key in jobs.finished for key in keys)),
+            lambda: _async(all(key in jobs.finished for key in keys)),
             120 + self.p.steady_seconds,
             "the steady runs to finish",
         )
@@ -691,10 +691,6 @@ def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float
 async def _in_sync(proc: Process) -> bool:
     text = proc.log_path.read_text(errors="replace") if proc.log_path.exists() else ""
     return IN_SYNC in text
-
-
-async def _now(value: bool) -> bool:
-    return value
 
 
 async def run(params: ScaleParams, log_dir: Path = LOG_DIR) -> Figures:

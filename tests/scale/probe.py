@@ -1,5 +1,5 @@
-"""What the harness reads of the processes it runs and of the apiserver: RSS and CPU from /proc,
-counters and gauges from Prometheus text."""
+"""What the harness reads of the processes it runs: RSS and CPU from /proc, request counters
+from Prometheus text."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     return out
 
 
-def requests_by_verb(text: str, name: str) -> dict[str, float]:
+def request_counts(text: str, name: str) -> dict[str, float]:
     """A request counter summed by its `verb` and `resource` labels: "create jobs" -> n."""
     totals: dict[str, float] = {}
     for labels, value in metric_samples(text, name):
@@ -74,13 +74,3 @@ NOT_PER_RUN = ("watch", "list")
 def per_run(key: str) -> bool:
     verb, _, resource = key.partition(" ")
     return verb not in NOT_PER_RUN and resource != "leases"
-
-
-def storage_objects(text: str) -> dict[str, int]:
-    """The apiserver's count of stored objects per resource (`apiserver_resource_objects`, or
-    `apiserver_storage_objects` before Kubernetes 1.31)."""
-    counts: dict[str, int] = {}
-    for name in ("apiserver_storage_objects", "apiserver_resource_objects"):
-        for labels, value in metric_samples(text, name):
-            counts[labels.get("resource", "?")] = int(value)
-    return counts

@@ -23,7 +23,7 @@ from tests.integration.operator.opcluster import Cluster
 from tests.integration.operator.watchlog import Version, WatchLog
 from tests.support.http_source import HttpSource
 from tests.support.postgres import PostgresServer
-from tests.support.processes import NEVER_PULLED_REPO, OperatorProcess
+from tests.support.processes import NEVER_PULLED_REPO, OperatorProcess, _async
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio(loop_scope="session")]
@@ -204,6 +204,19 @@ def rows(directory: Path, schema: str) -> int:
         con.close()
 
 
+async def two_writers_of_one_file(
+    cluster: Cluster, http_source: HttpSource, shared_dir: Path, *, delay_ms: int
+) -> None:
+    """Connections `one` and `two` loading 300 records each into the same DuckDB file."""
+    http_source.state.records = 300
+    http_source.state.delay_ms = delay_ms
+    dest = shared_destination(shared_dir)
+    for name in ("one", "two"):
+        await cluster.connection(
+            name, url=http_source.url, retries=0, schemaName=f"{name}_data", destination=dest
+        )
+
+
 @pytest.mark.pods
 async def test_connections_sharing_a_duckdb_file_take_turns_and_both_succeed(
     cluster: Cluster,
@@ -212,14 +225,8 @@ async def test_connections_sharing_a_duckdb_file_take_turns_and_both_succeed(
     shared_dir: Path,
 ) -> None:
     operator_factory(**EVENTS_ONLY).start()
-    http_source.state.records = 300
-    http_source.state.delay_ms = 300
-    dest = shared_destination(shared_dir)
+    await two_writers_of_one_file(cluster, http_source, shared_dir, delay_ms=300)
     async with WatchLog(cluster.kube, cluster.ns, ("pods", "jobs", RUN_PLURAL)) as watch:
-        for name in ("one", "two"):
-            await cluster.connection(
-                name, url=http_source.url, retries=0, schemaName=f"{name}_data", destination=dest
-            )
         await cluster.run("one-1", "one")
         await cluster.run("two-1", "two")
         await cluster.wait_phase("one-1", "Running", seconds=30)
@@ -247,14 +254,9 @@ async def test_the_next_writer_waits_for_a_cancelled_runner_to_stop(
     shared_dir: Path,
 ) -> None:
     operator_factory(**EVENTS_ONLY).start()
-    http_source.state.records = 300
-    http_source.state.delay_ms = 2000  # the first runner is mid-sync when it is cancelled
-    dest = shared_destination(shared_dir)
+    # the first runner is mid-sync when it is cancelled
+    await two_writers_of_one_file(cluster, http_source, shared_dir, delay_ms=2000)
     async with WatchLog(cluster.kube, cluster.ns, ("pods", "jobs", RUN_PLURAL)) as watch:
-        for name in ("one", "two"):
-            await cluster.connection(
-                name, url=http_source.url, retries=0, schemaName=f"{name}_data", destination=dest
-            )
         await cluster.run("one-1", "one")
         await cluster.wait_phase("one-1", "Running", seconds=30)
         await cluster.run("two-1", "two")
@@ -269,10 +271,6 @@ async def test_the_next_writer_waits_for_a_cancelled_runner_to_stop(
         assert second["status"]["phase"] == "Succeeded", second["status"]
         assert created_at(watch, "jobs", "two-1") > stopped_at(watch, "one-1")
     assert rows(shared_dir, "two_data") == 300
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 # --------------------------------------------------------------------------- batch and retention

@@ -8,7 +8,7 @@ import os
 from datapipelines.resources.connection import ConnectionSpec
 from tests.scale.fleet import SHARD_LABEL, Fleet, connection_manifest
 from tests.scale.harness import Figures, ScaleParams
-from tests.scale.probe import metric_samples, per_run, requests_by_verb, sample, storage_objects
+from tests.scale.probe import metric_samples, per_run, request_counts, sample
 from tests.scale.report import lines, met
 from tests.scale.stats import Latency, percentile
 
@@ -36,18 +36,15 @@ METRICS = """# HELP x
 datapipelines_operator_apiserver_requests_total{code="2xx",resource="jobs",verb="create"} 10.0
 datapipelines_operator_apiserver_requests_total{code="409",resource="jobs",verb="create"} 1.0
 datapipelines_operator_apiserver_requests_total{code="2xx",resource="pods",verb="watch"} 3.0
-apiserver_resource_objects{group="batch",resource="jobs.batch"} 42
-apiserver_storage_objects{resource="pods"} 7
 """
 
 
 def test_prometheus_text() -> None:
     name = "datapipelines_operator_apiserver_requests_total"
     assert len(metric_samples(METRICS, name)) == 3
-    assert requests_by_verb(METRICS, name) == {"create jobs": 11.0, "watch pods": 3.0}
+    assert request_counts(METRICS, name) == {"create jobs": 11.0, "watch pods": 3.0}
     assert per_run("create jobs") and per_run("patch pipelineruns/status")
     assert not per_run("watch pods") and not per_run("update leases")
-    assert storage_objects(METRICS) == {"jobs.batch": 42, "pods": 7}
 
 
 def test_fleet_spreads_connections_and_namespaces_over_shards() -> None:
