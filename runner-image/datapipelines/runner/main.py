@@ -30,6 +30,8 @@ from . import dltenv, secrets
 from .errors import EXIT_OK, ConfigError, Failure, classify, one_line
 
 if TYPE_CHECKING:
+    from datapipelines.resources.connection import ConnectionSpec
+
     from . import config
     from .progress import ProgressReporter
     from .result import RunResult
@@ -162,6 +164,25 @@ def _start_collecting() -> None:
     gc.freeze()  # the modules and models imported so far: never garbage
 
 
+def prefetch_first_page(spec: ConnectionSpec) -> None:
+    """A rest_api source's first request, sent now from a thread (prefetch.py): while dlt is
+    imported, the source is already answering."""
+    from datapipelines.resources.connection import SourceType
+
+    if spec.type is not SourceType.REST_API or spec.source.rest_api is None:
+        return
+    from . import prefetch
+    from .restconfig import rest_api_config
+
+    if not prefetch.enabled():
+        return
+    try:
+        first = rest_api_config(spec.source.rest_api, spec.write_disposition)
+    except ConfigError:
+        return  # the source builder reports it
+    prefetch.start(first)
+
+
 def _main(argv: list[str] | None) -> int:
     from datapipelines.resources.connection import SourceType
 
@@ -176,8 +197,10 @@ def _main(argv: list[str] | None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)  # a deleted Job: stop, still report
 
     def finish(result: RunResult, reporter: ProgressReporter | None = None) -> int:
+        from . import prefetch
         from .result import with_report_limit, write_termination_message
 
+        prefetch.finish()
         result.duration_ms = int((time.monotonic() - started) * 1000)
         result.pod_name = env.pod_name
         full = with_report_limit(result)
@@ -214,6 +237,7 @@ def _main(argv: list[str] | None) -> int:
         exit_code = failure.exit_code
         return finish(RunResult(success=False, error=failure.message, report=failure.message))
 
+    prefetch_first_page(loaded.spec)
     # dlt reads its settings when imported: only now
     from .kube import StatusClient
     from .progress import ProgressCollector, ProgressReporter

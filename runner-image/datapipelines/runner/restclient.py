@@ -1,5 +1,5 @@
 """The HTTP session of rest_api sources: dlt's own (its retries, timeouts and back-off), plus
-two fixes of per-page overhead measured with `make bench`.
+fixes of per-request overhead measured with `make bench`.
 
 * dlt's rest_api parses every response body twice (the paginator reads `total_path`, then the
   data selector reads the records) with `requests`' JSON decoder (simplejson when installed).
@@ -8,6 +8,8 @@ two fixes of per-page overhead measured with `make bench`.
   and hand both the same result. (orjson is faster still but turns integers beyond 64 bits
   into floats. A session response hook would not do: dlt's client sends its own request
   hooks, which replace the session's.)
+* The first page may already be on its way (prefetch.py): the adapter hands dlt that response
+  when dlt sends the same request.
 * dlt compiles the data selector's JSONPath again for every page (jsonpath-ng's parser, ~2 ms);
   `cache_jsonpath_compilation()` memoizes it.
 """
@@ -18,6 +20,8 @@ import functools
 import weakref
 from json import loads as json_loads
 from typing import Any
+
+from . import prefetch
 
 
 def parse_json_once(response: Any) -> Any:
@@ -52,6 +56,13 @@ def session() -> Any:
     class ParseOnceAdapter(HTTPAdapter):
         def build_response(self, req: Any, resp: Any) -> Any:
             return parse_json_once(super().build_response(req, resp))
+
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            prefetched = prefetch.claim(request)
+            if prefetched is not None:
+                prefetched.connection = self
+                return parse_json_once(prefetched)
+            return super().send(request, *args, **kwargs)
 
     http = Client(raise_for_status=False).session
     for prefix in ("http://", "https://"):

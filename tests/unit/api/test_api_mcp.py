@@ -344,3 +344,40 @@ def test_tool_error_message_hints() -> None:
     assert "wait_for_run(task_id='a-2')" in timeout
     assert tool_error_message(KubeUnavailable("down")) == "down"
     assert json.dumps(conflict.body())  # the REST body stays what it was
+
+
+#: in a fresh interpreter: the app starts (lifespan) and answers REST without the MCP SDK;
+#: the first /mcp request imports it and is answered
+_LAZY_SDK = """
+import sys
+from fastapi.testclient import TestClient
+from datapipelines.api.main import create_app
+from datapipelines.api.settings import Settings
+from tests.unit.api.fakekube import KEY, FakeStore
+
+settings = Settings(api_key=KEY, namespace="test")
+with TestClient(create_app(settings, kube=FakeStore(), archive=None)) as client:
+    assert client.get("/connections", headers={"X-API-Key": KEY}).status_code == 200
+    assert not [m for m in sys.modules if m == "mcp" or m.startswith("mcp.")], "SDK imported"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"}}}
+    headers = {"X-API-Key": KEY, "Accept": "application/json, text/event-stream"}
+    answer = client.post("/mcp", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert "datapipelines" in answer.text
+    assert "mcp" in sys.modules
+print("ok")
+"""
+
+
+def test_the_sdk_is_imported_on_the_first_mcp_request() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", _LAZY_SDK], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

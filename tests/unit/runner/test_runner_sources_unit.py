@@ -8,7 +8,8 @@ import pytest
 
 from datapipelines.resources.connection import RestApiSource
 from datapipelines.runner import secrets
-from datapipelines.runner.sources import bucket_url, rest_api_config, sqlalchemy_url
+from datapipelines.runner.restconfig import rest_api_config
+from datapipelines.runner.sources import bucket_url, sqlalchemy_url
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -21,8 +20,8 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from datapipelines.api import services
-from datapipelines.api.archive import HistoryArchive
 from datapipelines.api.errors import ApiError, Conflict, NotFound, WaitTimeout
+from datapipelines.api.mcp.deps import ToolDeps
 from datapipelines.api.mcp.models import ConnectionList, HistoryOut, WaitOut
 from datapipelines.api.mcp.progress import ProgressNotifier
 from datapipelines.api.models import (
@@ -33,8 +32,6 @@ from datapipelines.api.models import (
     RunStartedOut,
     TaskStatusOut,
 )
-from datapipelines.api.settings import Settings
-from datapipelines.api.store import PipelineStore
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +145,6 @@ Finished runs, newest first: run_id, connection, kind (single, or batch when par
 trigger (api|schedule|batch|manual), status (succeeded|failed|cancelled), success, started_at,
 finished_at, duration_ms, rows_inserted, records_reported, attempts, error. Includes the
 PostgreSQL archive when one is configured (archive says whether it could be read). Instant."""
-
-
-@dataclass(frozen=True)
-class ToolDeps:
-    """What the tools work on: the same objects the REST routes get from their dependencies."""
-
-    store: PipelineStore
-    archive: HistoryArchive | None
-    settings: Settings
 
 
 def tool_error_message(exc: ApiError) -> str:
