@@ -19,9 +19,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
-
+from datapipelines.api.apiserver import ApiServer, ApiServerError, custom_path, timeout_of
 from datapipelines.api.catalog import Catalog
 from datapipelines.api.metrics import count_request
 from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, GROUP, RUN_PLURAL, VERSION
@@ -33,8 +31,6 @@ Key = tuple[str, str]
 LIST_PAGE_SIZE = 500
 PLURALS = (CONNECTION_PLURAL, RUN_PLURAL, BATCH_PLURAL)
 
-# `kubernetes_asyncio.client.CustomObjectsApi`, or anything with its list methods.
-CustomObjectsLister = Any
 Sink = Callable[[str, str, Obj], None]
 
 
@@ -70,7 +66,7 @@ def rv_newer(candidate: str | None, current: str | None) -> bool:
 
 
 def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
+    if isinstance(exc, ApiServerError):
         return f"apiserver answered {exc.status} {exc.reason}".strip()
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
@@ -90,7 +86,7 @@ class ResourceWatch:
 
     def __init__(
         self,
-        api: CustomObjectsLister,
+        api: ApiServer,
         namespace: str | None,
         plural: str,
         sink: Sink,
@@ -114,14 +110,9 @@ class ResourceWatch:
     def where(self) -> str:
         return self.namespace or "all namespaces"
 
-    async def _list(self, **kwargs: Any) -> Any:
-        watch = bool(kwargs.get("watch"))
-        count_request("watch" if watch else "list", self.plural)
-        if self.namespace is None:
-            return await self.api.list_cluster_custom_object(GROUP, VERSION, self.plural, **kwargs)
-        return await self.api.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, self.plural, **kwargs
-        )
+    @property
+    def path(self) -> str:
+        return custom_path(GROUP, VERSION, self.plural, self.namespace)
 
     # the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -151,7 +142,7 @@ class ResourceWatch:
                         "retry_in_s": round(delay, 2),
                     },
                 )
-                if isinstance(exc, ApiException) and exc.status == 410:
+                if isinstance(exc, ApiServerError) and exc.status == 410:
                     need_list = True
                 await asyncio.sleep(delay)
 
@@ -160,12 +151,14 @@ class ResourceWatch:
         items: dict[Key, Obj] = {}
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_request_timeout": (10, 60)}
-            if token:
-                kwargs["_continue"] = token
+            count_request("list", self.plural)
             try:
-                page = await self._list(**kwargs)
-            except ApiException as exc:
+                page = await self.api.get(
+                    self.path,
+                    {"limit": LIST_PAGE_SIZE, "continue": token},
+                    deadline=timeout_of(10, 60),
+                )
+            except ApiServerError as exc:
                 if exc.status == 410 and token:  # the continue token expired: start over
                     items, token = {}, None
                     continue
@@ -209,36 +202,32 @@ class ResourceWatch:
     async def watch_once(self) -> None:
         """One watch request, from the last resourceVersion, until the server ends it."""
         timeout = self._watch_timeout
-        resp = await self._list(
-            watch=True,
-            allow_watch_bookmarks=True,
-            resource_version=self.resource_version,
-            timeout_seconds=timeout,
-            _preload_content=False,
-            _request_timeout=aiohttp.ClientTimeout(
-                sock_connect=10, sock_read=timeout + 30, total=timeout + 60
-            ),
-        )
+        params = {
+            "watch": True,
+            "allowWatchBookmarks": True,
+            "resourceVersion": self.resource_version,
+            "timeoutSeconds": timeout,
+        }
+        count_request("watch", self.plural)
         try:
-            status = getattr(resp, "status", 200)
-            if not 200 <= status <= 299:  # _preload_content=False does not raise by itself
-                body = (await resp.read()).decode(errors="replace")[:500]
-                if status == 410:
-                    raise Gone(body)
-                raise ApiException(status=status, reason=body)
-            self.synced = True
-            self.last_error = None
-            buffer = b""
-            async for chunk in resp.content.iter_any():
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        self.handle_event(json.loads(line))
-            if buffer.strip():
-                self.handle_event(json.loads(buffer))
-        finally:
-            resp.release()
+            async with self.api.stream(
+                self.path, params, timeout_of(10, timeout + 30, timeout + 60)
+            ) as chunks:
+                self.synced = True
+                self.last_error = None
+                buffer = b""
+                async for chunk in chunks:
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if line.strip():
+                            self.handle_event(json.loads(line))
+                if buffer.strip():
+                    self.handle_event(json.loads(buffer))
+        except ApiServerError as exc:
+            if exc.status == 410:
+                raise Gone(exc.message) from None
+            raise
 
     # events ----------------------------------------------------------------------------------
     def handle_event(self, event: dict[str, Any]) -> None:
@@ -248,7 +237,7 @@ class ResourceWatch:
             code = obj.get("code")
             if code == 410:
                 raise Gone(obj.get("message"))
-            raise ApiException(status=code or 500, reason=obj.get("message") or "watch error")
+            raise ApiServerError(code or 500, obj.get("message") or "watch error")
         rv = _rv(obj)
         if kind == "BOOKMARK":
             if rv:
@@ -280,7 +269,7 @@ class WatchCache:
 
     def __init__(
         self,
-        api: CustomObjectsLister,
+        api: ApiServer,
         namespaces: list[str],
         *,
         catalog: Catalog | None = None,

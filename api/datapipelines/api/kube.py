@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Awaitable
@@ -19,10 +18,18 @@ from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from datapipelines.api.apiserver import (
+    MERGE_PATCH,
+    ApiServer,
+    ApiServerError,
+    ConfigurationError,
+    core_path,
+    custom_path,
+    in_cluster_config,
+    kubeconfig_config,
+    timeout_of,
+)
 from datapipelines.api.cache import Backoff, WatchCache
 from datapipelines.api.catalog import Catalog, parse_batch, parse_run
 from datapipelines.api.errors import ApiError, Conflict, Invalid, KubeUnavailable, NotFound
@@ -36,24 +43,23 @@ from datapipelines.resources.run import PipelineRun
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-WRITE_TIMEOUT = (5, 20)  # connect, read seconds
-MERGE_PATCH = "application/merge-patch+json"
-REPORT_CACHE_SIZE = 256
+WRITE_TIMEOUT = timeout_of(5, 20)  # connect, read seconds
+REPORT_CACHE_BYTES = 8 * 1024 * 1024  # finished runs' reports kept (LRU), ~8,000 of 1 KiB
 
 
-async def load_client(settings: Settings) -> k8s.ApiClient:
-    """An ApiClient from the kubeconfig setting, else in-cluster config, else ~/.kube/config."""
-    cfg = k8s.Configuration()
+def load_client(settings: Settings) -> ApiServer:
+    """A client from the kubeconfig setting, else in-cluster config, else ~/.kube/config."""
     path = _first_existing(settings.kubeconfig)
     if path:
-        await k8s_config.load_kube_config(
-            config_file=path, client_configuration=cfg, persist_config=False
+        return ApiServer(kubeconfig_config(path))
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return ApiServer(in_cluster_config())
+    default = Path("~/.kube/config").expanduser()
+    if not default.exists():
+        raise ConfigurationError(
+            "no kubeconfig (DATAPIPELINES_KUBECONFIG), not in a cluster and no ~/.kube/config"
         )
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    else:
-        await k8s_config.load_kube_config(client_configuration=cfg, persist_config=False)
-    return k8s.ApiClient(configuration=cfg)
+    return ApiServer(kubeconfig_config(default))
 
 
 def _first_existing(paths: str | None) -> str | None:
@@ -68,8 +74,8 @@ def _first_existing(paths: str | None) -> str | None:
 
 def translate(exc: BaseException, what: str) -> ApiError:
     """An apiserver failure as the API error to answer with."""
-    if isinstance(exc, ApiException):
-        reason = _status_message(exc)
+    if isinstance(exc, ApiServerError):
+        reason = exc.message
         if exc.status == 404:
             return NotFound(f"{what}: not found ({reason})")
         if exc.status == 409:
@@ -87,27 +93,27 @@ def translate(exc: BaseException, what: str) -> ApiError:
     )
 
 
-def _status_message(exc: ApiException) -> str:
-    try:
-        body = json.loads(exc.body or "{}")
-        return str(body.get("message") or exc.reason)
-    except (TypeError, ValueError):
-        return str(exc.reason)
-
-
 async def _call(coro: Awaitable[T], what: str, verb: str, resource: str) -> T:
     count_request(verb, resource)
     try:
         return await coro
-    except (TimeoutError, ApiException, aiohttp.ClientError, OSError) as exc:
+    except (TimeoutError, ApiServerError, aiohttp.ClientError, OSError, ValueError) as exc:
         raise translate(exc, what) from exc
+
+
+class _Lru(dict[tuple[str, str], tuple[str, str | None]]):
+    """Insertion-ordered: the first entry is the least recently used."""
+
+    def popitem_first(self) -> tuple[tuple[str, str], tuple[str, str | None]]:
+        key = next(iter(self))
+        return key, self.pop(key)
 
 
 class KubeStore(PipelineStore):
     """Reads from the watch-fed catalog; writes (create, merge patch, delete Job) to the
     apiserver."""
 
-    def __init__(self, settings: Settings, api_client: k8s.ApiClient | None = None) -> None:
+    def __init__(self, settings: Settings, api_client: ApiServer | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.namespaces = settings.watched_namespaces()
@@ -117,9 +123,8 @@ class KubeStore(PipelineStore):
         self._config_error: str | None = None
         self._config_task: asyncio.Task[None] | None = None
         self.cache: WatchCache | None = None
-        self.custom: k8s.CustomObjectsApi | None = None
-        self.batch_api: k8s.BatchV1Api | None = None
-        self._reports: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self._reports: _Lru = _Lru()
+        self._report_bytes = 0
 
     @property
     def catalog(self) -> Catalog:
@@ -136,7 +141,7 @@ class KubeStore(PipelineStore):
         backoff = Backoff(1.0, 30.0)
         while True:
             try:
-                client = await load_client(self.settings)
+                client = load_client(self.settings)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -149,11 +154,14 @@ class KubeStore(PipelineStore):
             self._start_cache(client)
             return
 
-    def _start_cache(self, client: k8s.ApiClient) -> None:
-        self.custom = k8s.CustomObjectsApi(client)
-        self.batch_api = k8s.BatchV1Api(client)
+    @property
+    def api(self) -> ApiServer | None:
+        """The apiserver client, once configured."""
+        return self._api_client
+
+    def _start_cache(self, client: ApiServer) -> None:
         self.cache = WatchCache(
-            self.custom,
+            client,
             self.namespaces,
             catalog=self._catalog,
             watch_timeout=self.settings.watch_timeout_seconds,
@@ -180,16 +188,19 @@ class KubeStore(PipelineStore):
         return self.cache.readiness()
 
     # writes ----------------------------------------------------------------------------------
-    def _apis(self) -> tuple[k8s.CustomObjectsApi, k8s.BatchV1Api, WatchCache]:
+    def _apis(self) -> tuple[ApiServer, WatchCache]:
         self.ensure_ready()
-        assert self.custom is not None and self.batch_api is not None and self.cache is not None
-        return self.custom, self.batch_api, self.cache
+        assert self._api_client is not None and self.cache is not None
+        return self._api_client, self.cache
 
     async def _create(self, namespace: str, plural: str, manifest: Obj, what: str) -> Obj:
-        custom, _, cache = self._apis()
+        api, cache = self._apis()
         obj: Obj = await _call(
-            custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, manifest, _request_timeout=WRITE_TIMEOUT
+            api.request(
+                "POST",
+                custom_path(GROUP, VERSION, plural, namespace),
+                body=manifest,
+                deadline=WRITE_TIMEOUT,
             ),
             what,
             "create",
@@ -211,17 +222,14 @@ class KubeStore(PipelineStore):
         return batch
 
     async def _patch(self, namespace: str, plural: str, name: str, patch: Obj) -> Obj:
-        custom, _, cache = self._apis()
+        api, cache = self._apis()
         obj: Obj = await _call(
-            custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                patch,
-                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
-                _request_timeout=WRITE_TIMEOUT,
+            api.request(
+                "PATCH",
+                custom_path(GROUP, VERSION, plural, namespace, name),
+                body=patch,
+                content_type=MERGE_PATCH,
+                deadline=WRITE_TIMEOUT,
             ),
             f"patching {plural}/{name}",
             "patch",
@@ -244,33 +252,35 @@ class KubeStore(PipelineStore):
         return updated
 
     async def delete_run_job(self, run: PipelineRun) -> bool:
-        _, batch_api, _ = self._apis()
+        api, _ = self._apis()
         name = run.status.job_name or run.name
+        path = core_path("batch/v1", "jobs", run.namespace, name)
         try:
             job = await _call(
-                batch_api.read_namespaced_job(name, run.namespace, _request_timeout=WRITE_TIMEOUT),
+                api.get(path, deadline=WRITE_TIMEOUT),
                 f"reading Job {name}",
                 "get",
                 "jobs",
             )
         except NotFound:
             return False
-        owners = job.metadata.owner_references or []
-        if not any(o.uid == run.metadata.uid and o.controller for o in owners):
+        meta = job.get("metadata") or {}
+        owners = meta.get("ownerReferences") or []
+        if not any(o.get("uid") == run.metadata.uid and o.get("controller") for o in owners):
             log.warning(
                 "not deleting a Job that does not belong to the run",
                 extra={"run": run.name, "job": name},
             )
             return False
-        options = k8s.V1DeleteOptions(
-            propagation_policy="Background",
-            preconditions=k8s.V1Preconditions(uid=job.metadata.uid),
-        )
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": meta.get("uid")},
+        }
         try:
             await _call(
-                batch_api.delete_namespaced_job(
-                    name, run.namespace, body=options, _request_timeout=WRITE_TIMEOUT
-                ),
+                api.request("DELETE", path, body=options, deadline=WRITE_TIMEOUT),
                 f"deleting Job {name}",
                 "delete",
                 "jobs",
@@ -281,32 +291,34 @@ class KubeStore(PipelineStore):
 
     async def report(self, run: PipelineRun) -> str | None:
         """The report, read from the apiserver (the catalog keeps runs without it); a finished
-        run's report never changes, so the last few read are kept."""
+        run's report never changes, so the most recently asked are kept, up to
+        REPORT_CACHE_BYTES of text."""
         key = (run.namespace, run.name)
         if key not in self._catalog.reports:
             return None
-        cached = self._reports.get(key)
+        cached = self._reports.pop(key, None)
         if cached is not None and cached[0] == run.metadata.resource_version:
+            self._reports[key] = cached  # the most recent now
             return cached[1]
+        if cached is not None:
+            self._report_bytes -= len(cached[1] or "")
         text = await self._read_report(run)
         if run.terminal:
             self._reports[key] = (run.metadata.resource_version, text)
-            while len(self._reports) > REPORT_CACHE_SIZE:
-                self._reports.pop(next(iter(self._reports)))
+            self._report_bytes += len(text or "")
+            while self._report_bytes > REPORT_CACHE_BYTES and len(self._reports) > 1:
+                _, (_, dropped) = self._reports.popitem_first()
+                self._report_bytes -= len(dropped or "")
         return text
 
     async def _read_report(self, run: PipelineRun) -> str | None:
 
-        custom, _, _ = self._apis()
+        api, _ = self._apis()
         try:
             obj: Obj = await _call(
-                custom.get_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    run.namespace,
-                    RUN_PLURAL,
-                    run.name,
-                    _request_timeout=WRITE_TIMEOUT,
+                api.get(
+                    custom_path(GROUP, VERSION, RUN_PLURAL, run.namespace, run.name),
+                    deadline=WRITE_TIMEOUT,
                 ),
                 f"reading the run {run.name}",
                 "get",

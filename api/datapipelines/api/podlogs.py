@@ -12,15 +12,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from datapipelines.api.apiserver import ApiServer, ApiServerError, core_path, timeout_of
 from datapipelines.api.errors import KubeUnavailable
 from datapipelines.api.kube import KubeStore, translate
 from datapipelines.resources import LABEL_RUN
 
 LOG_LIMIT_BYTES = 4 * 1024 * 1024
-READ_TIMEOUT = (5, 30)  # connect, read seconds
+READ_TIMEOUT = timeout_of(5, 30)  # connect, read seconds
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -39,44 +38,46 @@ class PodLogSource(Protocol):
 
 
 class KubePodLogs:
-    """Pod logs over the KubeStore's client (`core` replaces the CoreV1Api, for tests)."""
+    """Pod logs over the KubeStore's apiserver client (`api` replaces it, for tests)."""
 
-    def __init__(self, store: KubeStore, core: Any | None = None) -> None:
+    def __init__(self, store: KubeStore, api: ApiServer | None = None) -> None:
         self.store = store
-        self._core = core
+        self._api = api
 
-    def _core_api(self) -> Any:
-        if self._core is None:
-            self.store.ensure_ready()
-            custom = self.store.custom
-            if custom is None:
-                raise KubeUnavailable("Kubernetes API not reachable: not connected yet")
-            self._core = k8s.CoreV1Api(custom.api_client)  # type: ignore[attr-defined]
-        return self._core
+    def _client(self) -> ApiServer:
+        if self._api is not None:
+            return self._api
+        self.store.ensure_ready()
+        api = self.store.api
+        if api is None:
+            raise KubeUnavailable("Kubernetes API not reachable: not connected yet")
+        return api
 
     async def run_log(
         self, namespace: str, run_id: str, *, tail_lines: int | None
     ) -> PodLog | None:
-        core = self._core_api()
+        api = self._client()
         try:
-            pods = await core.list_namespaced_pod(
-                namespace, label_selector=f"{LABEL_RUN}={run_id}", _request_timeout=READ_TIMEOUT
+            pods = await api.get(
+                core_path("v1", "pods", namespace),
+                {"labelSelector": f"{LABEL_RUN}={run_id}"},
+                deadline=READ_TIMEOUT,
             )
-        except (TimeoutError, ApiException, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, ApiServerError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise translate(exc, "listing the run's pods") from exc
-        items = list(pods.items or [])
+        items = [p for p in pods.get("items") or [] if isinstance(p, dict)]
         if not items:
             return None
-        pod = max(items, key=_pod_age_key).metadata.name
+        pod = str(max(items, key=_pod_age_key)["metadata"]["name"])
         try:
-            text = await core.read_namespaced_pod_log(
-                pod,
-                namespace,
-                tail_lines=tail_lines,
-                limit_bytes=LOG_LIMIT_BYTES,
-                _request_timeout=READ_TIMEOUT,
+            text = await api.request_text(
+                "GET",
+                core_path("v1", "pods", namespace, pod, sub="log"),
+                params={"tailLines": tail_lines, "limitBytes": LOG_LIMIT_BYTES},
+                deadline=READ_TIMEOUT,
+                accept="*/*",
             )
-        except ApiException as exc:
+        except ApiServerError as exc:
             if exc.status == 404:  # the pod went away meanwhile
                 return None
             if exc.status == 400:  # its container has not started yet: no log
@@ -84,14 +85,15 @@ class KubePodLogs:
             raise translate(exc, f"reading the log of pod {pod}") from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, f"reading the log of pod {pod}") from exc
-        text = str(text or "")
         return PodLog(pod=pod, text=text, truncated=len(text.encode()) >= LOG_LIMIT_BYTES)
 
 
-def _pod_age_key(pod: Any) -> tuple[datetime, str]:
-    created = pod.metadata.creation_timestamp
-    if not isinstance(created, datetime):
+def _pod_age_key(pod: dict[str, Any]) -> tuple[datetime, str]:
+    meta = pod.get("metadata") or {}
+    try:
+        created = datetime.fromisoformat(str(meta.get("creationTimestamp")))
+    except ValueError:
         created = _EPOCH
-    elif created.tzinfo is None:
+    if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
-    return created, str(pod.metadata.name)
+    return created, str(meta.get("name"))

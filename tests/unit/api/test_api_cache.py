@@ -7,12 +7,13 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from datapipelines.api.apiserver import ApiServerError
 from datapipelines.api.cache import Backoff, ResourceWatch, WatchCache, rv_newer
 from datapipelines.api.catalog import Catalog
 from datapipelines.api.metrics import Metrics
@@ -43,9 +44,12 @@ def event(kind: str, o: dict[str, Any]) -> bytes:
     return json.dumps({"type": kind, "object": o}).encode() + b"\n"
 
 
-class _Content:
-    def __init__(self, chunks: list[bytes]) -> None:
+class _Resp:
+    """A watch response: its body's chunks and status."""
+
+    def __init__(self, chunks: list[bytes], status: int = 200) -> None:
         self.chunks = chunks
+        self.status = status
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:
@@ -53,49 +57,38 @@ class _Content:
             yield chunk
 
 
-class _Resp:
-    def __init__(self, chunks: list[bytes], status: int = 200) -> None:
-        self.content = _Content(chunks)
-        self.status = status
-        self.released = False
-
-    async def read(self) -> bytes:
-        return b"".join(self.content.chunks)
-
-    def release(self) -> None:
-        self.released = True
-
-
 class ScriptedApi:
-    """Lists and watches answer from queues; an empty watch queue blocks like a quiet watch.
-    Namespaced and cluster-wide calls are recorded with their scope (`namespace`, None = all)."""
+    """The apiserver client's `get` (lists) and `stream` (watches) answer from queues; an
+    empty watch queue blocks like a quiet watch. Calls are recorded with their query params
+    and scope (`namespace`, None = all namespaces) and plural, parsed from the path."""
 
     def __init__(self) -> None:
         self.lists: deque[Any] = deque()
         self.watches: deque[Any] = deque()
         self.calls: list[dict[str, Any]] = []
 
-    async def _answer(self, scope: str | None, plural: str, kw: dict[str, Any]) -> Any:
-        self.calls.append({**kw, "namespace": scope, "plural": plural})
-        queue = self.watches if kw.get("watch") else self.lists
+    async def _answer(self, path: str, params: Any) -> Any:
+        parts = path.strip("/").split("/")  # apis/<group>/<version>[/namespaces/<ns>]/<plural>
+        scope = parts[4] if len(parts) > 4 and parts[3] == "namespaces" else None
+        self.calls.append({**(params or {}), "namespace": scope, "plural": parts[-1]})
+        queue = self.watches if (params or {}).get("watch") else self.lists
         while not queue:  # noqa: ASYNC110 - a test double, polling is fine
             await asyncio.sleep(0.005)
         item = queue.popleft()
         if isinstance(item, BaseException):
             raise item
-        if isinstance(item, _Resp):
-            return item
-        return _Resp(item) if kw.get("watch") else item
+        return item
 
-    async def list_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, **kw: Any
-    ) -> Any:
-        return await self._answer(namespace, plural, kw)
+    async def get(self, path: str, params: Any = None, **kw: Any) -> Any:
+        return await self._answer(path, params)
 
-    async def list_cluster_custom_object(
-        self, group: str, version: str, plural: str, **kw: Any
-    ) -> Any:
-        return await self._answer(None, plural, kw)
+    @asynccontextmanager
+    async def stream(self, path: str, params: Any, deadline: Any) -> AsyncIterator[Any]:
+        item = await self._answer(path, params)
+        resp = item if isinstance(item, _Resp) else _Resp(item)
+        if not 200 <= resp.status <= 299:
+            raise ApiServerError(resp.status, "", b"".join(resp.chunks).decode())
+        yield resp.iter_any()
 
 
 def page(items: list[dict[str, Any]], rv: str, cont: str | None = None) -> dict[str, Any]:
@@ -152,12 +145,12 @@ async def test_list_paginates_then_watches_from_its_rv(api: ScriptedApi, sink: R
         await until(lambda: w.synced)
         assert sink.names() == {"a", "b"} and w.resource_version == "10"
         assert w.versions == {("ns", "a"): "1", ("ns", "b"): "2"}  # only versions kept
-        assert api.calls[0]["limit"] == 500 and api.calls[1]["_continue"] == "tok"
+        assert api.calls[0]["limit"] == 500 and api.calls[1]["continue"] == "tok"
         await until(lambda: any(c.get("watch") for c in api.calls))
         watch_call = next(c for c in api.calls if c.get("watch"))
-        assert watch_call["resource_version"] == "10"
-        assert watch_call["allow_watch_bookmarks"] is True
-        assert watch_call["timeout_seconds"] == 300
+        assert watch_call["resourceVersion"] == "10"
+        assert watch_call["allowWatchBookmarks"] is True
+        assert watch_call["timeoutSeconds"] == 300
         assert watch_call["namespace"] == "ns"
     finally:
         task.cancel()
@@ -170,7 +163,7 @@ async def test_cluster_wide_watch(api: ScriptedApi, sink: Recorder) -> None:
     task = asyncio.create_task(w.run())
     try:
         await until(lambda: any(c.get("watch") for c in api.calls))
-        assert {c["namespace"] for c in api.calls} == {None}  # list_cluster_custom_object
+        assert {c["namespace"] for c in api.calls} == {None}  # the cluster-wide path
         # one name in two namespaces: two runs
         assert set(sink.catalog.runs) == {("team-a", "a"), ("team-b", "a")}
         assert sink.catalog.run_keys_named("a") == [("team-a", "a"), ("team-b", "a")]
@@ -202,7 +195,7 @@ async def test_events_bookmarks_and_resume(api: ScriptedApi, sink: Recorder) -> 
         assert ("BOOKMARK", "") not in sink.seen  # bookmarks only move the resourceVersion
         # the server ended the watch: it resumes from the bookmark, without a new list
         await until(lambda: sum(1 for c in api.calls if c.get("watch")) == 2)
-        assert api.calls[-1]["resource_version"] == "9"
+        assert api.calls[-1]["resourceVersion"] == "9"
         assert sum(1 for c in api.calls if not c.get("watch")) == 1
         assert w.synced
     finally:
@@ -247,7 +240,7 @@ async def test_connection_errors_mark_unsynced_then_recover(
     api.lists.extend(
         [
             aiohttp.ClientConnectionError("refused"),
-            ApiException(status=503, reason="down"),
+            ApiServerError(503, "down"),
             page([obj("a", 1)], "1"),
         ]
     )

@@ -5,26 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from datapipelines.api.apiserver import MERGE_PATCH, ApiServerError
 from datapipelines.api.cache import WatchCache
 from datapipelines.api.errors import Conflict, Invalid, KubeUnavailable, NotFound
-from datapipelines.api.kube import MERGE_PATCH, KubeStore, translate
+from datapipelines.api.kube import KubeStore, translate
 from datapipelines.api.metrics import Metrics
 from datapipelines.api.settings import Settings
 from datapipelines.resources.manifests import CANCEL_PATCH, batch_manifest, run_manifest
 from datapipelines.resources.run import PipelineRun, Trigger
 
 
-def api_exc(status: int, message: str = "m") -> ApiException:
-    exc = ApiException(status=status, reason="R")
-    exc.body = f'{{"message": "{message}"}}'
-    return exc
+def api_exc(status: int, message: str = "m") -> ApiServerError:
+    return ApiServerError(status, "R", f'{{"message": "{message}"}}')
 
 
 @pytest.mark.parametrize(
@@ -73,13 +70,17 @@ async def test_missing_kubeconfig_is_not_ready_and_retried(tmp_path: Path) -> No
         await store.stop()
 
 
-class FakeCustomApi:
-    """The apiserver's custom objects: stores what is created and patched."""
+class FakeApiServer:
+    """The apiserver client over an in-memory apiserver: custom objects are created, patched
+    and read, Jobs read and deleted (paths parsed as the real client builds them)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail: BaseException | None = None
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.deletes: list[tuple[str, str, Any]] = []
+        self.delete_status: int | None = None
         self._rv = 100
 
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -87,64 +88,59 @@ class FakeCustomApi:
         obj["metadata"]["resourceVersion"] = str(self._rv)
         return obj
 
-    async def create_namespaced_custom_object(self, group, version, ns, plural, body, **kw):
-        self.calls.append(("create", (ns, plural, body, kw)))
-        if self.fail:
-            raise self.fail
-        meta = dict(body["metadata"])
-        meta.setdefault("name", meta.pop("generateName", "x-") + "abcde")
-        meta.update(namespace=ns, uid=f"uid-{meta['name']}")
-        obj = self._stamp({**body, "metadata": meta})
-        self.objects[(ns, meta["name"])] = obj
-        return obj
+    async def get(self, path: str, params: Any = None, **kw: Any) -> dict[str, Any]:
+        return await self.request("GET", path, params=params, **kw)
 
-    async def patch_namespaced_custom_object(self, group, version, ns, plural, name, body, **kw):
-        self.calls.append(("patch", (ns, plural, name, body, kw)))
-        if self.fail:
+    async def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        # /apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>]
+        parts = path.strip("/").split("/")
+        ns, plural = parts[4], parts[5]
+        name = parts[6] if len(parts) > 6 else None
+        body = kw.get("body")
+        if plural == "jobs":
+            return self._job(method, ns, name or "", body)
+        kind = {"POST": "create", "PATCH": "patch", "GET": "get"}[method]
+        self.calls.append((kind, {"ns": ns, "plural": plural, "name": name, **kw}))
+        if self.fail and kind != "get":
             raise self.fail
-        obj = self.objects[(ns, name)]
-        obj["spec"] = {**obj["spec"], **body["spec"]}
-        return self._stamp(obj)
-
-    async def get_namespaced_custom_object(self, group, version, ns, plural, name, **kw):
-        self.calls.append(("get", (ns, plural, name, kw)))
+        if kind == "create":
+            meta = dict(body["metadata"])
+            meta.setdefault("name", meta.pop("generateName", "x-") + "abcde")
+            meta.update(namespace=ns, uid=f"uid-{meta['name']}")
+            obj = self._stamp({**body, "metadata": meta})
+            self.objects[(ns, meta["name"])] = obj
+            return obj
         if (ns, name) not in self.objects:
             raise api_exc(404)
-        return self.objects[(ns, name)]
+        obj = self.objects[(ns, name or "")]
+        if kind == "patch":
+            obj["spec"] = {**obj["spec"], **body["spec"]}
+            return self._stamp(obj)
+        return obj
 
-
-def job(name: str, owner_uid: str | None, controller: bool = True) -> SimpleNamespace:
-    owners = [SimpleNamespace(uid=owner_uid, controller=controller)] if owner_uid else []
-    return SimpleNamespace(
-        metadata=SimpleNamespace(name=name, uid=f"job-uid-{name}", owner_references=owners)
-    )
-
-
-class FakeBatchApi:
-    def __init__(self) -> None:
-        self.jobs: dict[tuple[str, str], SimpleNamespace] = {}
-        self.deletes: list[tuple[str, str, Any]] = []
-        self.delete_status: int | None = None
-
-    async def read_namespaced_job(self, name, ns, **kw):
+    def _job(self, method: str, ns: str, name: str, body: Any) -> dict[str, Any]:
+        if method == "DELETE":
+            self.deletes.append((name, ns, body))
+            if self.delete_status:
+                raise api_exc(self.delete_status)
+            return {"kind": "Status", "status": "Success"}
         if (ns, name) not in self.jobs:
             raise api_exc(404)
         return self.jobs[(ns, name)]
 
-    async def delete_namespaced_job(self, name, ns, body=None, **kw):
-        self.deletes.append((name, ns, body))
-        if self.delete_status:
-            raise api_exc(self.delete_status)
+
+def job(name: str, owner_uid: str | None, controller: bool = True) -> dict[str, Any]:
+    owners = [{"uid": owner_uid, "controller": controller}] if owner_uid else []
+    return {"metadata": {"name": name, "uid": f"job-uid-{name}", "ownerReferences": owners}}
 
 
-def _store(namespace: str = "n") -> tuple[KubeStore, FakeCustomApi, FakeBatchApi]:
-    store = KubeStore(Settings(namespace=namespace), api_client=object())  # type: ignore[arg-type]
-    custom, batch = FakeCustomApi(), FakeBatchApi()
-    store.custom, store.batch_api = custom, batch  # type: ignore[assignment]
-    store.cache = WatchCache(custom, store.namespaces, catalog=store.catalog)
+def _store(namespace: str = "n") -> tuple[KubeStore, FakeApiServer, FakeApiServer]:
+    api = FakeApiServer()
+    store = KubeStore(Settings(namespace=namespace), api_client=api)  # type: ignore[arg-type]
+    store.cache = WatchCache(api, store.namespaces, catalog=store.catalog)  # type: ignore[arg-type]
     for w in store.cache.watches.values():
         w.synced = True
-    return store, custom, batch
+    return store, api, api
 
 
 def _requests(verb: str, resource: str) -> float:
@@ -163,9 +159,14 @@ async def test_writes_go_to_the_apiserver_and_into_the_catalog() -> None:
     assert store.catalog.active_runs(("n", "c")) == [run]
     assert _requests("create", "pipelineruns") == creates + 1
     patched = await store.patch_run(run, CANCEL_PATCH)
-    kind, (ns, plural, name, _body, kw) = custom.calls[-1]
-    assert (kind, ns, plural, name) == ("patch", "n", "pipelineruns", "c-abcde")
-    assert kw["_content_type"] == MERGE_PATCH
+    kind, call = custom.calls[-1]
+    assert (kind, call["ns"], call["plural"], call["name"]) == (
+        "patch",
+        "n",
+        "pipelineruns",
+        "c-abcde",
+    )
+    assert call["content_type"] == MERGE_PATCH
     assert patched.spec.cancel_requested is True
     cached = store.run("c-abcde")
     assert cached is not None and cached.spec.cancel_requested is True
@@ -197,8 +198,8 @@ async def test_delete_run_job_deletes_only_the_runs_own_job() -> None:
     assert await store.delete_run_job(run) is True
     name, ns, options = batch.deletes[-1]
     assert (name, ns) == (run.name, "n")
-    assert options.propagation_policy == "Background"
-    assert options.preconditions.uid == f"job-uid-{run.name}"  # exactly the Job that was read
+    assert options["propagationPolicy"] == "Background"
+    assert options["preconditions"]["uid"] == f"job-uid-{run.name}"  # exactly the Job read
     for status in (404, 409):  # gone meanwhile, or replaced by another Job of that name
         batch.delete_status = status
         assert await store.delete_run_job(run) is False
@@ -256,3 +257,41 @@ async def test_unsynced_cache_refuses_writes() -> None:
     with pytest.raises(KubeUnavailable):
         await store.create_run("n", run_manifest("c", Trigger.API, namespace="n"))
     assert custom.calls == []
+
+
+async def test_kept_reports_are_bounded_in_bytes_least_recently_asked_first(monkeypatch) -> None:
+    from datapipelines.api import kube
+
+    monkeypatch.setattr(kube, "REPORT_CACHE_BYTES", 25)
+    store, custom, _ = _store()
+    runs = []
+    for i in range(3):
+        run = await store.create_run("n", run_manifest(f"c{i}", Trigger.API, namespace="n"))
+        finished = dict(custom.objects[("n", run.name)])
+        finished["status"] = {
+            "phase": "Succeeded",
+            "result": {"success": True},
+            "runnerResult": {"success": True, "report": f"report {i} " + "x" * 2},
+        }
+        finished["metadata"] = {**finished["metadata"], "resourceVersion": str(300 + i)}
+        custom.objects[("n", run.name)] = finished
+        store.cache.watch_for("pipelineruns", "n").handle_event(  # type: ignore[union-attr]
+            {"type": "MODIFIED", "object": finished}
+        )
+        cached = store.run(run.name)
+        assert cached is not None
+        runs.append(cached)
+
+    def gets() -> int:
+        return len([c for c in custom.calls if c[0] == "get"])
+
+    assert await store.report(runs[0]) == "report 0 xx"  # 11 bytes each: two fit in 25
+    assert await store.report(runs[1]) == "report 1 xx"
+    assert await store.report(runs[0]) == "report 0 xx"  # kept; now the most recent
+    assert gets() == 2
+    await store.report(runs[2])  # evicts runs[1], the least recently asked
+    assert gets() == 3
+    await store.report(runs[0])
+    assert gets() == 3
+    await store.report(runs[1])
+    assert gets() == 4

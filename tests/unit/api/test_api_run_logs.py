@@ -4,13 +4,12 @@ KubePodLogs over a stand-in CoreV1Api."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from datapipelines.api.apiserver import ApiServerError
 from datapipelines.api.errors import KubeUnavailable
 from datapipelines.api.main import create_app
 from datapipelines.api.podlogs import LOG_LIMIT_BYTES, KubePodLogs, PodLog
@@ -104,23 +103,26 @@ async def test_unknown_run_and_bad_tail(client: httpx.AsyncClient, anon: httpx.A
 # --- KubePodLogs ------------------------------------------------------------------------------
 
 
-def pod(name: str, created: datetime | None) -> SimpleNamespace:
-    return SimpleNamespace(metadata=SimpleNamespace(name=name, creation_timestamp=created))
+def pod(name: str, created: datetime | None) -> dict[str, Any]:
+    stamp = created.strftime("%Y-%m-%dT%H:%M:%SZ") if created else None
+    return {"metadata": {"name": name, "creationTimestamp": stamp}}
 
 
 class FakeCore:
-    def __init__(self, pods: list[SimpleNamespace], log: str | Exception = "log") -> None:
+    """The apiserver client's pod list and pod log reads."""
+
+    def __init__(self, pods: list[dict[str, Any]], log: str | Exception = "log") -> None:
         self.pods = pods
         self.log = log
         self.listed: list[dict[str, Any]] = []
-        self.read: list[tuple[str, str, dict[str, Any]]] = []
+        self.read: list[tuple[str, dict[str, Any]]] = []
 
-    async def list_namespaced_pod(self, namespace: str, **kw: Any) -> SimpleNamespace:
-        self.listed.append({"namespace": namespace, **kw})
-        return SimpleNamespace(items=self.pods)
+    async def get(self, path: str, params: Any = None, **kw: Any) -> dict[str, Any]:
+        self.listed.append({"path": path, **(params or {})})
+        return {"items": self.pods}
 
-    async def read_namespaced_pod_log(self, name: str, namespace: str, **kw: Any) -> str:
-        self.read.append((name, namespace, kw))
+    async def request_text(self, method: str, path: str, **kw: Any) -> str:
+        self.read.append((path, kw.get("params") or {}))
         if isinstance(self.log, Exception):
             raise self.log
         return self.log
@@ -128,7 +130,7 @@ class FakeCore:
 
 class ReadyStore:
     namespace = "ns"
-    custom = None
+    api = None
 
     def ensure_ready(self) -> None:
         return None
@@ -140,33 +142,30 @@ def t(minute: int) -> datetime:
 
 async def test_kube_pod_logs_reads_the_newest_pod() -> None:
     core = FakeCore([pod("r-a", t(1)), pod("r-c", t(3)), pod("r-b", t(2))], log="hello\n")
-    logs = KubePodLogs(ReadyStore(), core=core)  # type: ignore[arg-type]
+    logs = KubePodLogs(ReadyStore(), api=core)  # type: ignore[arg-type]
     got = await logs.run_log("ns", "r", tail_lines=10)
     assert got == PodLog(pod="r-c", text="hello\n", truncated=False)
-    assert core.listed[0]["label_selector"] == "datapipelines.io/run=r"
-    name, namespace, kw = core.read[0]
-    assert (name, namespace, kw["tail_lines"], kw["limit_bytes"]) == (
-        "r-c",
-        "ns",
-        10,
-        LOG_LIMIT_BYTES,
-    )
+    assert core.listed[0]["path"] == "/api/v1/namespaces/ns/pods"
+    assert core.listed[0]["labelSelector"] == "datapipelines.io/run=r"
+    path, params = core.read[0]
+    assert path == "/api/v1/namespaces/ns/pods/r-c/log"
+    assert (params["tailLines"], params["limitBytes"]) == (10, LOG_LIMIT_BYTES)
 
 
 async def test_kube_pod_logs_edge_cases() -> None:
     store: Any = ReadyStore()
-    assert await KubePodLogs(store, core=FakeCore([])).run_log("ns", "r", tail_lines=None) is None
-    gone = FakeCore([pod("r-a", None)], log=ApiException(status=404, reason="gone"))
-    assert await KubePodLogs(store, core=gone).run_log("ns", "r", tail_lines=None) is None
-    waiting = FakeCore([pod("r-a", t(1))], log=ApiException(status=400, reason="waiting"))
-    assert await KubePodLogs(store, core=waiting).run_log("ns", "r", tail_lines=None) == PodLog(
+    assert await KubePodLogs(store, api=FakeCore([])).run_log("ns", "r", tail_lines=None) is None
+    gone = FakeCore([pod("r-a", None)], log=ApiServerError(404, "gone"))
+    assert await KubePodLogs(store, api=gone).run_log("ns", "r", tail_lines=None) is None
+    waiting = FakeCore([pod("r-a", t(1))], log=ApiServerError(400, "waiting"))
+    assert await KubePodLogs(store, api=waiting).run_log("ns", "r", tail_lines=None) == PodLog(
         pod="r-a", text=""
     )
     big = FakeCore([pod("r-a", t(1))], log="x" * LOG_LIMIT_BYTES)
-    got = await KubePodLogs(store, core=big).run_log("ns", "r", tail_lines=None)
+    got = await KubePodLogs(store, api=big).run_log("ns", "r", tail_lines=None)
     assert got is not None and got.truncated is True
-    refused = FakeCore([pod("r-a", t(1))], log=ApiException(status=403, reason="forbidden"))
+    refused = FakeCore([pod("r-a", t(1))], log=ApiServerError(403, "forbidden"))
     with pytest.raises(KubeUnavailable, match="not allowed"):
-        await KubePodLogs(store, core=refused).run_log("ns", "r", tail_lines=None)
+        await KubePodLogs(store, api=refused).run_log("ns", "r", tail_lines=None)
     with pytest.raises(KubeUnavailable, match="not connected"):
         await KubePodLogs(store).run_log("ns", "r", tail_lines=None)
