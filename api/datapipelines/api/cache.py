@@ -23,12 +23,14 @@ from datapipelines.api.apiserver import ApiServer, ApiServerError, custom_path, 
 from datapipelines.api.catalog import Catalog
 from datapipelines.api.metrics import count_request
 from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, GROUP, RUN_PLURAL, VERSION
+from datapipelines.resources.memory import freeze_long_lived
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
 LIST_PAGE_SIZE = 500
+EVENTS_PER_TURN = 64  # watch events handled before the event loop serves others
 PLURALS = (CONNECTION_PLURAL, RUN_PLURAL, BATCH_PLURAL)
 
 Sink = Callable[[str, str, Obj], None]
@@ -93,6 +95,7 @@ class ResourceWatch:
         *,
         watch_timeout: int = 300,
         backoff: Backoff | None = None,
+        on_listed: Callable[[], None] | None = None,
     ) -> None:
         self.api = api
         self.namespace = namespace
@@ -105,6 +108,7 @@ class ResourceWatch:
         self.lists = 0
         self._watch_timeout = watch_timeout
         self._backoff = backoff or Backoff()
+        self._on_listed = on_listed
 
     @property
     def where(self) -> str:
@@ -174,6 +178,8 @@ class ResourceWatch:
         self.lists += 1
         self.synced = True
         self.last_error = None
+        if self._on_listed is not None:
+            self._on_listed()
 
     def _replace(self, items: dict[Key, Obj], list_rv: str | None) -> None:
         for key, rv in list(self.versions.items()):
@@ -217,11 +223,12 @@ class ResourceWatch:
                 self.last_error = None
                 buffer = b""
                 async for chunk in chunks:
-                    buffer += chunk
-                    while b"\n" in buffer:
-                        line, buffer = buffer.split(b"\n", 1)
+                    *lines, buffer = (buffer + chunk).split(b"\n")
+                    for handled, line in enumerate(lines, 1):
                         if line.strip():
                             self.handle_event(json.loads(line))
+                        if handled % EVENTS_PER_TURN == 0:
+                            await asyncio.sleep(0)  # requests get their turn in a burst
                 if buffer.strip():
                     self.handle_event(json.loads(buffer))
         except ApiServerError as exc:
@@ -280,12 +287,23 @@ class WatchCache:
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self.watches: dict[tuple[str, str | None], ResourceWatch] = {
             (plural, ns): ResourceWatch(
-                api, ns, plural, self.catalog.apply, watch_timeout=watch_timeout
+                api,
+                ns,
+                plural,
+                self.catalog.apply,
+                watch_timeout=watch_timeout,
+                on_listed=self._listed,
             )
             for plural in PLURALS
             for ns in scopes
         }
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _listed(self) -> None:
+        """Once every watch has listed (and after any relist): the catalog is the bulk of the
+        process's memory and lives as long as it; keep the garbage collector off it."""
+        if all(w.lists for w in self.watches.values()):
+            freeze_long_lived("API catalog")
 
     def watch_for(self, plural: str, namespace: str) -> ResourceWatch:
         return self.watches.get((plural, namespace)) or self.watches[(plural, None)]

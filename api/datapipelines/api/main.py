@@ -19,6 +19,7 @@ from datapipelines.api.podlogs import KubePodLogs, PodLogSource
 from datapipelines.api.routes import api_router, health_router
 from datapipelines.api.settings import Settings
 from datapipelines.api.store import PipelineStore
+from datapipelines.resources import memory
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def main() -> None:
             )
         sys.exit(2)
     configure_logging(settings.log_format, settings.log_level)
+    memory.enable()  # this process's catalog: frozen out of the collector's way once listed
     app = create_app(settings)
     uvicorn.run(
         app,

@@ -46,10 +46,10 @@ class Controller:
         self._dest_locks: dict[str, asyncio.Lock] = {}
         self.in_shard = in_shard or (lambda namespace: True)
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, *, low: bool = False) -> None:
         if isinstance(key, tuple) and len(key) == 3 and not self.in_shard(key[1]):
             return
-        self.queue.add(key)
+        self.queue.add(key, low=low)
 
     async def reconcile(self, key: Any) -> float | None:
         kind, namespace, name = key
@@ -95,10 +95,11 @@ class Controller:
 
     def resync(self) -> int:
         """The safety pass: every connection with runs, and every batch, from the index (no
-        LIST). Keys already queued are not queued twice."""
+        LIST), at low priority: they wait behind every key an event adds. Keys already queued
+        are not queued twice."""
         keys = {("conn", ns, name) for ns, name in self.store.run_connections()}
         keys |= {("conn", ns, name) for ns, name in self.store.connection_keys()}
         keys |= {("batch", ns, name) for ns, name in self.store.batch_keys()}
         for key in keys:
-            self.add(key)
+            self.add(key, low=True)
         return len(keys)

@@ -21,6 +21,8 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from datapipelines.resources import memory
+
 from . import registration
 from .config import Settings
 from .kube import Kube, TokenBucket, count_kopf_requests, field_manager
@@ -224,6 +226,7 @@ async def run_operator(settings: Settings) -> int:
 def main() -> None:
     settings = Settings()
     _configure_logging(settings)
+    memory.enable()  # this process's indexes: frozen out of the collector's way once in sync
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads it
     sys.exit(asyncio.run(run_operator(settings)))

@@ -1,7 +1,7 @@
-"""The safety pass: every ``DATAPIPELINES_SYNC_INTERVAL_SECONDS`` each connection that has runs,
-and each batch, is queued again from the index (never a LIST), so a missed watch event can
-delay a decision by at most one interval. Schedules and deadlines need no pass: a reconcile
-asks to come back at the next tick or deadline itself."""
+"""The safety pass: every ``DATAPIPELINES_SYNC_INTERVAL_SECONDS`` each connection and each batch
+is queued again from the index (never a LIST), at low priority (behind every event's key), so a
+missed watch event can delay a decision by at most one interval. Schedules and deadlines need
+no pass: a reconcile asks to come back at the next tick or deadline itself."""
 
 from __future__ import annotations
 

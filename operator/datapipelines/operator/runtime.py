@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable
 
+from datapipelines.resources.memory import freeze_long_lived
+
 from .archive import Archive
 from .config import Settings
 from .controller import Controller
@@ -53,6 +55,7 @@ class Runtime:
         assert self.controller is not None
         await self.controller.queue.drained()
         log.info("in sync: every object seen at start-up is reconciled")
+        freeze_long_lived("operator indexes")
 
     def add(self, key: Hashable) -> None:
         """A watch event's key. kopf calls handlers only once every index is filled."""

@@ -2,6 +2,11 @@
 reconciled by one worker at a time, keys added while queued are coalesced, keys added while
 being reconciled are reconciled once more afterwards, and a reconcile may ask to come back
 after a delay. Cancelling the queue (``stop``) ends every worker at once.
+
+Two priorities, as controller-runtime's priority queue: keys added ``low`` (the periodic safety
+pass: every connection of the shard at once) wait behind every key an event, a timer or another
+reconcile added, so a new run is dispatched in the time its own reconcile takes, not after
+thousands of no-op ones. A low key that an event adds again is promoted.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
@@ -25,8 +31,10 @@ class WorkQueue:
         self._reconcile = reconcile
         self._workers = workers
         self._error_backoff = error_backoff
-        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._queued: set[Hashable] = set()
+        self._high: deque[Hashable] = deque()
+        self._low: deque[Hashable] = deque()  # may hold promoted keys: skipped when taken
+        self._queued: dict[Hashable, bool] = {}  # key -> queued at low priority
+        self._has_work = asyncio.Event()
         self._active: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
         self._delayed: list[tuple[float, int, Hashable]] = []
@@ -41,14 +49,44 @@ class WorkQueue:
 
     # ------------------------------------------------------------------ adding keys
 
-    def add(self, key: Hashable) -> None:
-        """Reconcile ``key`` soon (once, however often it is added before a worker takes it)."""
+    def add(self, key: Hashable, *, low: bool = False) -> None:
+        """Reconcile ``key`` soon (once, however often it is added before a worker takes it);
+        ``low``: after every key of normal priority."""
         if key in self._active:
             self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._idle.clear()
-            self._ready.put_nowait(key)
+            return
+        queued_low = self._queued.get(key)
+        if queued_low is None:
+            self._queued[key] = low
+            (self._low if low else self._high).append(key)
+        elif queued_low and not low:  # promoted: its place in the low deque is skipped
+            self._queued[key] = False
+            self._high.append(key)
+        else:
+            return
+        self._idle.clear()
+        self._has_work.set()
+
+    def _take(self) -> Hashable | None:
+        """The next key: normal priority first."""
+        if self._high:
+            key = self._high.popleft()
+            del self._queued[key]
+            return key
+        while self._low:
+            key = self._low.popleft()
+            if self._queued.get(key) is True:
+                del self._queued[key]
+                return key
+        return None
+
+    async def _next(self) -> Hashable:
+        while True:
+            key = self._take()
+            if key is not None:
+                return key
+            self._has_work.clear()
+            await self._has_work.wait()
 
     def add_after(self, key: Hashable, seconds: float) -> None:
         """Reconcile ``key`` in ``seconds`` (the earliest of several requests wins)."""
@@ -103,8 +141,7 @@ class WorkQueue:
 
     async def _worker(self, index: int) -> None:
         while True:
-            key = await self._ready.get()
-            self._queued.discard(key)
+            key = await self._next()
             self._active.add(key)
             again: float | None = None
             try:

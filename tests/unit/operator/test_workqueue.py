@@ -194,3 +194,46 @@ async def test_stop_cancels_a_reconcile_in_progress() -> None:
     assert cancelled == [True]
     assert queue.reconciles == 0 and queue.errors == 0
     assert queue._tasks == []
+
+
+async def test_low_priority_keys_wait_behind_every_other_key_and_an_event_promotes_one() -> None:
+    calls: list[str] = []
+
+    async def reconcile(key: str) -> None:
+        calls.append(key)
+
+    queue = WorkQueue(reconcile, workers=1)
+    for i in range(5):
+        queue.add(f"resync-{i}", low=True)
+    queue.add("event")
+    queue.add("resync-3")  # an event for a key the safety pass queued: promoted
+    queue.add("resync-1", low=True)  # already queued: stays where it is
+    assert len(queue) == 6
+    queue.start()
+    try:
+        await drained(queue)
+    finally:
+        await queue.stop()
+    assert calls == ["event", "resync-3", "resync-0", "resync-1", "resync-2", "resync-4"]
+    assert len(queue) == 0
+
+
+async def test_a_key_added_while_a_low_batch_runs_goes_next() -> None:
+    calls: list[str] = []
+    first = asyncio.Event()
+    release = asyncio.Event()
+
+    async def reconcile(key: str) -> None:
+        calls.append(key)
+        if key == "resync-0":
+            first.set()
+            await release.wait()
+
+    async with running(reconcile, workers=1) as queue:
+        for i in range(3):
+            queue.add(f"resync-{i}", low=True)
+        await asyncio.wait_for(first.wait(), WAIT)
+        queue.add("new-run")
+        release.set()
+        await drained(queue)
+    assert calls == ["resync-0", "new-run", "resync-1", "resync-2"]
