@@ -57,7 +57,9 @@ class ApiKeyGate:
         if scope["type"] == "http":
             request = Request(scope)
             try:
-                await require_api_key(get_settings(request), request.headers.get(API_KEY_HEADER))
+                await require_api_key(
+                    await get_settings(request), request.headers.get(API_KEY_HEADER)
+                )
             except HTTPException as exc:
                 response = JSONResponse(
                     {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
