@@ -33,6 +33,13 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN_REREAD_SECONDS = 60.0
 POOL_SIZE = 100  # open connections; each watch holds one (HTTP/1.1)
+#: what a request raises when the apiserver was not reached or answered no JSON
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    TimeoutError,
+    aiohttp.ClientError,
+    OSError,
+    ValueError,
+)
 
 
 class ApiServerError(Exception):
@@ -50,6 +57,10 @@ class ApiServerError(Exception):
             return str(json.loads(self.body or "{}").get("message") or self.reason)
         except (TypeError, ValueError, AttributeError):
             return self.reason
+
+
+#: what a request raises: an error status, or the apiserver not reached / no JSON answered
+REQUEST_ERRORS: tuple[type[Exception], ...] = (ApiServerError, *TRANSPORT_ERRORS)
 
 
 class ConfigurationError(Exception):

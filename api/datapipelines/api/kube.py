@@ -17,10 +17,9 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
-import aiohttp
-
 from datapipelines.api.apiserver import (
     MERGE_PATCH,
+    REQUEST_ERRORS,
     ApiServer,
     ApiServerError,
     ConfigurationError,
@@ -97,16 +96,35 @@ async def _call(coro: Awaitable[T], what: str, verb: str, resource: str) -> T:
     count_request(verb, resource)
     try:
         return await coro
-    except (TimeoutError, ApiServerError, aiohttp.ClientError, OSError, ValueError) as exc:
+    except REQUEST_ERRORS as exc:
         raise translate(exc, what) from exc
 
 
-class _Lru(dict[tuple[str, str], tuple[str, str | None]]):
-    """Insertion-ordered: the first entry is the least recently used."""
+class ReportCache:
+    """Finished runs' reports by (namespace, name), each with the resourceVersion it was read at;
+    least recently asked first out once the text passes a byte budget."""
 
-    def popitem_first(self) -> tuple[tuple[str, str], tuple[str, str | None]]:
-        key = next(iter(self))
-        return key, self.pop(key)
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[str, str | None]] = {}  # oldest first
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str], version: str) -> tuple[bool, str | None]:
+        """(hit, report); a hit becomes the most recently asked."""
+        cached = self._entries.pop(key, None)
+        if cached is None:
+            return False, None
+        if cached[0] != version:
+            self._bytes -= len(cached[1] or "")
+            return False, None
+        self._entries[key] = cached
+        return True, cached[1]
+
+    def put(self, key: tuple[str, str], version: str, text: str | None, budget: int) -> None:
+        self._entries[key] = (version, text)
+        self._bytes += len(text or "")
+        while self._bytes > budget and len(self._entries) > 1:
+            _, dropped = self._entries.pop(next(iter(self._entries)))
+            self._bytes -= len(dropped or "")
 
 
 class KubeStore(PipelineStore):
@@ -123,8 +141,7 @@ class KubeStore(PipelineStore):
         self._config_error: str | None = None
         self._config_task: asyncio.Task[None] | None = None
         self.cache: WatchCache | None = None
-        self._reports: _Lru = _Lru()
-        self._report_bytes = 0
+        self._reports = ReportCache()
 
     @property
     def catalog(self) -> Catalog:
@@ -296,19 +313,12 @@ class KubeStore(PipelineStore):
         key = (run.namespace, run.name)
         if key not in self._catalog.reports:
             return None
-        cached = self._reports.pop(key, None)
-        if cached is not None and cached[0] == run.metadata.resource_version:
-            self._reports[key] = cached  # the most recent now
-            return cached[1]
-        if cached is not None:
-            self._report_bytes -= len(cached[1] or "")
+        hit, kept = self._reports.get(key, run.metadata.resource_version)
+        if hit:
+            return kept
         text = await self._read_report(run)
         if run.terminal:
-            self._reports[key] = (run.metadata.resource_version, text)
-            self._report_bytes += len(text or "")
-            while self._report_bytes > REPORT_CACHE_BYTES and len(self._reports) > 1:
-                _, (_, dropped) = self._reports.popitem_first()
-                self._report_bytes -= len(dropped or "")
+            self._reports.put(key, run.metadata.resource_version, text, REPORT_CACHE_BYTES)
         return text
 
     async def _read_report(self, run: PipelineRun) -> str | None:

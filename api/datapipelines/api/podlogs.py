@@ -11,9 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import aiohttp
-
-from datapipelines.api.apiserver import ApiServer, ApiServerError, core_path, timeout_of
+from datapipelines.api.apiserver import (
+    REQUEST_ERRORS,
+    TRANSPORT_ERRORS,
+    ApiServer,
+    ApiServerError,
+    core_path,
+    timeout_of,
+)
 from datapipelines.api.errors import KubeUnavailable
 from datapipelines.api.kube import KubeStore, translate
 from datapipelines.resources import LABEL_RUN
@@ -63,7 +68,7 @@ class KubePodLogs:
                 {"labelSelector": f"{LABEL_RUN}={run_id}"},
                 deadline=READ_TIMEOUT,
             )
-        except (TimeoutError, ApiServerError, aiohttp.ClientError, OSError, ValueError) as exc:
+        except REQUEST_ERRORS as exc:
             raise translate(exc, "listing the run's pods") from exc
         items = [p for p in pods.get("items") or [] if isinstance(p, dict)]
         if not items:
@@ -83,7 +88,7 @@ class KubePodLogs:
             if exc.status == 400:  # its container has not started yet: no log
                 return PodLog(pod=pod, text="")
             raise translate(exc, f"reading the log of pod {pod}") from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise translate(exc, f"reading the log of pod {pod}") from exc
         return PodLog(pod=pod, text=text, truncated=len(text.encode()) >= LOG_LIMIT_BYTES)
 

@@ -174,8 +174,6 @@ def prefetch_first_page(spec: ConnectionSpec) -> None:
     from . import prefetch
     from .restconfig import rest_api_config
 
-    if not prefetch.enabled():
-        return
     try:
         first = rest_api_config(spec.source.rest_api, spec.write_disposition)
     except ConfigError:
