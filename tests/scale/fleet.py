@@ -97,8 +97,8 @@ def connection_manifest(
         },
         "runner": {
             "env": [
-                {"name": "KWOK_DURATION", "value": f"{int(run_seconds * 1000)}ms"},
-                {"name": "KWOK_ROWS", "value": str(rows)},
+                {"name": "RUNNER__KWOK_DURATION", "value": f"{int(run_seconds * 1000)}ms"},
+                {"name": "RUNNER__KWOK_ROWS", "value": str(rows)},
             ]
         },
     }

@@ -60,14 +60,6 @@ def run_labels(run: PipelineRun) -> dict[str, str]:
     return labels
 
 
-def bucket_dir(url: str) -> str | None:
-    """Local directory of a filesystem source (``file:///x`` or ``/x``), else None."""
-    path = url.removeprefix("file://")
-    if not path.startswith("/"):
-        return None
-    return path.rstrip("/") or "/"
-
-
 def _volume(name: str, source: VolumeSource) -> dict[str, Any]:
     return {"name": name, **source.model_dump(by_alias=True, exclude_none=True)}
 
@@ -120,7 +112,7 @@ def volumes(
 
     fs = spec.source.filesystem
     if spec.type is SourceType.FILESYSTEM and fs is not None and fs.volume is not None:
-        path = bucket_dir(fs.bucket_url)
+        path = pod.bucket_dir(fs.bucket_url)
         if path:
             vols.append(_volume("source", fs.volume))
             mounts.append({"name": "source", "mountPath": path, "readOnly": True})
@@ -147,7 +139,8 @@ def runner_env(
         {"name": pod.ENV_KUBE_API, "value": settings.kube_api},
         {"name": pod.ENV_LOG_FORMAT, "value": settings.log_format},
     ]
-    user = [e.to_k8s() for e in spec.runner.env if not e.name.startswith(pod.RESERVED_ENV_PREFIX)]
+    # Admission and the model refuse any other name; a spec stored before the rule is filtered.
+    user = [e.to_k8s() for e in spec.runner.env if pod.env_name_allowed(e.name)]
     return user + ours
 
 

@@ -18,7 +18,6 @@ from datapipelines.resources.connection import ConnectionSpec, DestinationType, 
 
 from . import schedule
 from .config import Settings
-from .jobs import bucket_dir
 from .views import ConnectionView
 
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -73,7 +72,7 @@ def _placement(spec: ConnectionSpec, settings: Settings) -> list[Problem]:
         )
     fs = spec.source.filesystem
     if spec.type is SourceType.FILESYSTEM and fs is not None and fs.volume is not None:
-        source_dir = bucket_dir(fs.bucket_url)
+        source_dir = pod.bucket_dir(fs.bucket_url)
         if duck.volume is not None and source_dir == pod.dirname(duck.file):
             out.append(
                 Problem(

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .meta import (
     CONDITIONS,
@@ -29,11 +29,19 @@ from .meta import (
 )
 from .podcontract import (
     DATA_DIR,
+    ENV_RULE,
+    PATH_RULE,
     RESERVED_ENV_PREFIX,
     TMP_DIR,
     WAREHOUSE_DEFAULT_FILE,
     WAREHOUSE_DIR,
+    bucket_dir,
+    env_allowed_cel,
+    env_name_allowed,
+    is_mountable,
+    is_normal_path,
     mountable_cel,
+    normal_path_cel,
 )
 
 # --------------------------------------------------------------------------- enums
@@ -355,6 +363,11 @@ class FilesystemSource(K8sModel):
             **{
                 "x-kubernetes-validations": [
                     cel(
+                        f"!{_BUCKET_DIR}.startsWith('/') || ({normal_path_cel(_BUCKET_DIR)})",
+                        f"filesystem.bucketUrl must name {PATH_RULE}",
+                        field=".bucketUrl",
+                    ),
+                    cel(
                         f"!has(self.volume) || {_BUCKET_DIR}.startsWith('/')",
                         "filesystem.volume needs a local bucketUrl (file:///path or /path): the "
                         "volume is mounted at that path",
@@ -386,6 +399,24 @@ class FilesystemSource(K8sModel):
         description="Optional volume mounted read-only at the bucket path.",
     )
 
+    @model_validator(mode="after")
+    def _local_directory(self) -> FilesystemSource:
+        directory = bucket_dir(self.bucket_url)
+        if directory is not None and not is_normal_path(directory):
+            raise ValueError(f"filesystem.bucketUrl {self.bucket_url!r} must name {PATH_RULE}")
+        if self.volume is not None:
+            if directory is None:
+                raise ValueError(
+                    "filesystem.volume needs a local bucketUrl (file:///path or /path)"
+                )
+            if not is_mountable(directory):
+                raise ValueError(
+                    f"filesystem.bucketUrl {self.bucket_url!r}: a volume cannot be mounted "
+                    "there (/, /tmp, /var/lib/datapipelines, secret or system directories); "
+                    "use another path, e.g. under /data"
+                )
+        return self
+
 
 class Source(K8sModel):
     """Source settings: exactly the sub-object matching spec.type."""
@@ -408,6 +439,11 @@ class DuckDbDestination(K8sModel):
         "json_schema_extra": crd(
             **{
                 "x-kubernetes-validations": [
+                    cel(
+                        f"!has(self.path) || ({normal_path_cel('self.path')})",
+                        f"destination.duckdb.path must be {PATH_RULE}",
+                        field=".path",
+                    ),
                     cel(
                         f"!has(self.path) || self.path.startsWith('{_W}/') || has(self.volume) "
                         "|| (has(self.ephemeral) && self.ephemeral)",
@@ -473,6 +509,13 @@ class DuckDbDestination(K8sModel):
         default=False,
         description="Accept a file on an emptyDir, lost with the pod (tests, scratch work).",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _normal_path(cls, path: str | None) -> str | None:
+        if path is not None and not is_normal_path(path):
+            raise ValueError(f"destination.duckdb.path {path!r} must be {PATH_RULE}")
+        return path
 
     @property
     def file(self) -> str:
@@ -604,6 +647,13 @@ class EnvVar(K8sModel):
                         reason="FieldValueForbidden",
                     ),
                     cel(
+                        env_allowed_cel("self.name"),
+                        ENV_RULE,
+                        field=".name",
+                        reason="FieldValueForbidden",
+                        message_expression=f"'runner.env ' + self.name + ': ' + {ENV_RULE!r}",
+                    ),
+                    cel(
                         "!(has(self.value) && has(self.valueFrom))",
                         "runner.env entries have value or valueFrom, not both",
                         reason="FieldValueForbidden",
@@ -616,6 +666,18 @@ class EnvVar(K8sModel):
     name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
     value: str | None = Field(default=None, max_length=32768)
     value_from: EnvVarSource | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _allowed_name(cls, name: str) -> str:
+        if name.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(
+                f"runner.env {name}: names starting with {RESERVED_ENV_PREFIX} are "
+                "set by the operator"
+            )
+        if not env_name_allowed(name):
+            raise ValueError(f"runner.env {name}: {ENV_RULE}")
+        return name
 
 
 _QUANTITIES = crd(

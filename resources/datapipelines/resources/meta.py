@@ -36,9 +36,19 @@ class K8sModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def cel(rule: str, message: str, *, field: str | None = None, reason: str = "FieldValueInvalid"):
-    """One ``x-kubernetes-validations`` entry (a CEL rule the apiserver enforces at admission)."""
+def cel(
+    rule: str,
+    message: str,
+    *,
+    field: str | None = None,
+    reason: str = "FieldValueInvalid",
+    message_expression: str | None = None,
+) -> dict[str, Any]:
+    """One ``x-kubernetes-validations`` entry (a CEL rule the apiserver enforces at admission).
+    ``message_expression`` (CEL) names the offending value; ``message`` is its fallback."""
     entry: dict[str, Any] = {"rule": rule, "message": message, "reason": reason}
+    if message_expression:
+        entry["messageExpression"] = message_expression
     if field:
         entry["fieldPath"] = field
     return entry

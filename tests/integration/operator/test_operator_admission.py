@@ -173,6 +173,63 @@ CONNECTION_CASES = [
 ]
 
 
+#: The sandbox holes of issue 19, each refused naming the field and the rule.
+HOSTILE_CASES = [
+    (
+        "PYTHONPATH onto a configMap sitecustomize.py",
+        {
+            "type": "filesystem",
+            "source": {
+                "filesystem": {"bucketUrl": "/data/py", "volume": {"configMap": {"name": "evil"}}}
+            },
+            "runner": {"env": [{"name": "PYTHONPATH", "value": "/data/py"}]},
+        },
+        "spec.runner.env[0].name",
+        "runner.env PYTHONPATH: runner.env may set only",
+    ),
+    (
+        "LD_PRELOAD",
+        {"runner": {"env": [{"name": "LD_PRELOAD", "value": "/data/x.so"}]}},
+        "spec.runner.env[0].name",
+        "runner.env LD_PRELOAD: runner.env may set only",
+    ),
+    (
+        "a .. mount path",
+        {
+            "type": "filesystem",
+            "source": {
+                "filesystem": {"bucketUrl": "/data/../etc", "volume": {"emptyDir": {}}}
+            },
+        },
+        "spec.source.filesystem.bucketUrl",
+        "no '..' or '.' segments",
+    ),
+    (
+        "a // DuckDB path",
+        {"destination": {"duckdb": {"path": f"{WAREHOUSE}//warehouse.duckdb"}}},
+        "spec.destination.duckdb.path",
+        "no '//'",
+    ),
+    (
+        "a /./ DuckDB volume path",
+        {"destination": {"duckdb": {"path": "/./opt/x.duckdb", "volume": {"emptyDir": {}}}}},
+        "spec.destination.duckdb.path",
+        "normalised path",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "rule"),
+    [pytest.param(conn_with(**c), f, r, id=i) for i, c, f, r in HOSTILE_CASES],
+)
+async def test_hostile_connection_refused_naming_field_and_rule(
+    cluster: Cluster, body: dict[str, Any], field: str, rule: str
+) -> None:
+    message = await rejected(cluster, CONNECTION_PLURAL, body)
+    assert field in message and rule in message, message
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [pytest.param(conn_with(**c), f, id=i) for i, c, f in CONNECTION_CASES],

@@ -76,7 +76,7 @@ CASES = [
             "runner": {
                 "env": [
                     {
-                        "name": "K",
+                        "name": "HTTPS_PROXY",
                         "valueFrom": {"secretKeyRef": {"name": API_KEY_SECRET, "key": "api-key"}},
                     }
                 ]

@@ -10,9 +10,10 @@ import pytest
 
 from datapipelines.operator import jobs
 from datapipelines.operator.config import Settings
-from datapipelines.operator.jobs import bucket_dir, render_job
+from datapipelines.operator.jobs import render_job
 from datapipelines.resources import podcontract as pod
-from datapipelines.resources.connection import ConnectionSpec
+from datapipelines.resources.connection import ConnectionSpec, EnvVar
+from datapipelines.resources.podcontract import bucket_dir
 from tests.unit.operator.opkit import (
     duckdb_on_volume,
     postgres_destination,
@@ -146,20 +147,29 @@ def test_env_contract() -> None:
 
 
 def test_runner_env_is_kept_but_cannot_override_the_contract() -> None:
-    # The CRD refuses DATAPIPELINES_* names in runner.env; objects stored before that rule are
-    # still rendered safely.
     user_env = [
         {"name": "HTTP_PROXY", "value": "http://proxy:3128"},
-        {"name": "DATAPIPELINES_RUN_NAME", "value": "evil"},
-        {"name": "FROM_MAP", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
+        {"name": "RUNNER__FROM_MAP", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
     ]
     job = render(runner={"env": user_env})
-    names = [e["name"] for e in container(job)["env"]]
-    assert names.count("DATAPIPELINES_RUN_NAME") == 1
     env = env_of(job)
     assert env["DATAPIPELINES_RUN_NAME"] == "demo-aaaaa"
     assert env["HTTP_PROXY"] == "http://proxy:3128"
-    assert env["FROM_MAP"] == {"configMapKeyRef": {"name": "cm", "key": "k"}}
+    assert env["RUNNER__FROM_MAP"] == {"configMapKeyRef": {"name": "cm", "key": "k"}}
+
+
+@pytest.mark.parametrize("name", ["DATAPIPELINES_RUN_NAME", "PYTHONPATH", "LD_PRELOAD", "FROM_MAP"])
+def test_runner_env_outside_the_allow_list_is_refused_and_never_rendered(name: str) -> None:
+    # The CRD and the model refuse the name; an object stored before the rule is rendered
+    # without it.
+    with pytest.raises(ValueError, match=f"runner.env {name}"):
+        spec_of(runner={"env": [{"name": name, "value": "/x"}]})
+    spec = spec_of()
+    spec.runner.env = [EnvVar.model_construct(name=name, value="/x", value_from=None)]
+    job = render_job("demo", spec, run(), settings())
+    names = [e["name"] for e in container(job)["env"]]
+    assert names.count(name) == (1 if name == "DATAPIPELINES_RUN_NAME" else 0)
+    assert env_of(job).get("DATAPIPELINES_RUN_NAME") == "demo-aaaaa"
 
 
 def test_image_pull_policy_and_resources() -> None:
@@ -257,7 +267,7 @@ def test_filesystem_source_volume_read_only_at_the_bucket_dir() -> None:
         type="filesystem",
         source={
             "filesystem": {
-                "bucketUrl": "file:///data/in/",
+                "bucketUrl": "file:///data/in",
                 "volume": {"configMap": {"name": "files"}},
             }
         },
@@ -271,7 +281,7 @@ def test_filesystem_source_volume_read_only_at_the_bucket_dir() -> None:
     ("url", "directory"),
     [
         ("file:///data/in", "/data/in"),
-        ("file:///data/in/", "/data/in"),
+        ("file:///data/in/", "/data/in/"),
         ("/data/in", "/data/in"),
         ("file:///", "/"),
         ("s3://bucket/prefix", None),

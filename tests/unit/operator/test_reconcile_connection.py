@@ -617,12 +617,17 @@ UNRUNNABLE = [
     pytest.param(
         {
             "runner": {
-                "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+                "env": [
+                    {
+                        "name": "HTTPS_PROXY",
+                        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+                    }
+                ]
             }
         },
         {},
         "SandboxViolation",
-        ["spec.runner.env[0]", "TOKEN", "sandbox.envSecrets"],
+        ["spec.runner.env[0]", "HTTPS_PROXY", "sandbox.envSecrets"],
         id="env-secret-not-allowed",
     ),
     pytest.param(

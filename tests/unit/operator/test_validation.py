@@ -177,13 +177,13 @@ def test_volume_types_are_a_setting(field: str, spec: dict[str, Any]) -> None:
 
 def test_runner_env_may_read_only_allowed_secrets() -> None:
     env = [
-        {"name": "PLAIN", "value": "x"},
-        {"name": "FROM_MAP", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
-        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api-token", "key": "t"}}},
+        {"name": "RUNNER__PLAIN", "value": "x"},
+        {"name": "NO_PROXY", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
+        {"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "api-token", "key": "t"}}},
     ]
     (problem,) = sandbox(spec_of(runner={"env": env}), settings())
     assert problem.reason == REASON_SANDBOX
-    assert problem.message.startswith("spec.runner.env[2] (TOKEN) reads Secret 'api-token'")
+    assert problem.message.startswith("spec.runner.env[2] (HTTPS_PROXY) reads Secret 'api-token'")
     assert "allowed: none" in problem.message and "sandbox.envSecrets" in problem.message
     assert sandbox(spec_of(runner={"env": env}), settings(sandbox_env_secrets=["api-token"])) == []
 

@@ -62,7 +62,7 @@ def test_connection_manifest_is_a_valid_spec() -> None:
     spec = ConnectionSpec.model_validate(body["spec"])
     assert spec.schedule == "* * * * *"
     env = {e["name"]: e["value"] for e in body["spec"]["runner"]["env"]}
-    assert env["KWOK_DURATION"] == "1500ms"
+    assert env["RUNNER__KWOK_DURATION"] == "1500ms"
 
 
 def test_report_marks_misses() -> None:
