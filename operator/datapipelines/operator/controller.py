@@ -22,7 +22,7 @@ from .executor import Executor
 from .kube import Kube, NotLeading
 from .reconcile import batch as batch_reconcile
 from .reconcile import connection as connection_reconcile
-from .reconcile.actions import Decision
+from .reconcile.actions import Decision, Event, connection_ref
 from .store import Store
 from .workqueue import WorkQueue
 
@@ -42,8 +42,9 @@ class Controller:
         self.store = store
         self.settings = settings
         self.executor = Executor(kube, store, settings, archive)
-        self.queue = WorkQueue(self.reconcile, workers=settings.workers)
+        self.queue = WorkQueue(self.reconcile, workers=settings.workers, on_failure=self._failed)
         self._dest_locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.in_shard = in_shard or (lambda namespace: True)
 
     def add(self, key: Hashable, *, low: bool = False) -> None:
@@ -71,9 +72,30 @@ class Controller:
             events.RECONCILES.labels(kind, "error").inc()
             raise
         events.RECONCILES.labels(kind, "ok").inc()
+        if self.queue.failures.get(key):
+            events.FAILING_KEYS.set(len(self.queue.failures) - 1)
         for other in decision.wake:
             self.add(other)
         return decision.requeue_after
+
+    def _failed(self, key: Any, count: int, error: BaseException) -> None:
+        """A reconcile failed ``count`` times in a row: the gauge, and a Warning Event on the
+        connection at the 3rd failure and every 10th after (not one per retry)."""
+        events.FAILING_KEYS.set(len(self.queue.failures))
+        kind, namespace, name = key
+        if kind != "conn" or not (count == 3 or count % 10 == 0):
+            return
+        conn = self.store.connection(namespace, name)
+        if conn is None:
+            return
+        message = (
+            f"reconcile failed {count} times in a row; retrying with backoff: "
+            f"{type(error).__name__}: {str(error)[:500]}"
+        )
+        event = Event(connection_ref(conn), "Warning", "ReconcileFailed", message)
+        task = asyncio.create_task(self.executor.post_events((event,)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _connection(self, namespace: str, name: str) -> Decision:
         conn = self.store.connection(namespace, name)

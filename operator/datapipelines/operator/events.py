@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from datapipelines.resources.times import now_iso
 
@@ -23,6 +23,10 @@ RUN_DURATION = Histogram(
     "Duration of finished runs (start of the Job to the end).",
     ["namespace"],
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+)
+FAILING_KEYS = Gauge(
+    "datapipelines_operator_failing_keys",
+    "Connections and batches whose reconcile failed the last time (each backs off).",
 )
 RECONCILES = Counter(
     "datapipelines_operator_reconciles_total",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -44,7 +45,7 @@ from .reconcile.actions import (
     run_ref,
 )
 from .reconcile.runstatus import run_patch, started_patch
-from .status import REASON_JOB_REJECTED
+from .status import REASON_JOB_QUOTA, REASON_JOB_REJECTED
 from .store import Store
 from .views import batch_view, connection_view, job_view, run_view
 
@@ -52,6 +53,8 @@ log = logging.getLogger("datapipelines.operator")
 
 #: Seconds until a key whose write hit a conflict (a stale view) is looked at again.
 CONFLICT_RETRY = 1.0
+#: How often a run whose Job a full ResourceQuota refused is tried again.
+QUOTA_RETRY = 10.0
 ARCHIVE_RETRY = 60.0
 
 
@@ -198,8 +201,8 @@ class Executor:
             if exc.status == 409:  # ours, not yet in the index, or a foreign one: look again
                 out.after(CONFLICT_RETRY)
                 return
-            if exc.status in (400, 422):
-                await self._rejected(action, api_error_message(exc))
+            if exc.status in (400, 403, 404, 422):  # not retryable as it is
+                await self._refused(action, exc.status, api_error_message(exc), out)
                 return
             raise
         jv = job_view(job)
@@ -216,11 +219,47 @@ class Executor:
                 (Event(run_ref(run), "Normal", "Started", f"created Job {jv.name}"),)
             )
 
-    async def _rejected(self, action: StartRun, why: str) -> None:
+    async def _refused(self, action: StartRun, status: int, why: str, out: Outcome) -> None:
+        """The apiserver refused the Job. A ResourceQuota that is full may free up: the run stays
+        Queued with the reason, tried again every QUOTA_RETRY s, and fails once
+        startTimeoutSeconds have passed since it was queued. Anything else (invalid, forbidden
+        by RBAC or a policy webhook, namespace gone) fails the run now."""
+        run, conn = action.run, action.connection
+        now = utcnow()
+        if status == 403 and "exceeded quota" in why:
+            timeout = conn.spec.start_timeout_seconds if conn.spec is not None else 300
+            queued = run.status.queued_at or run.metadata.creation_timestamp or now
+            if now < queued + timedelta(seconds=timeout):
+                message = (
+                    f"{REASON_JOB_QUOTA}: the namespace's ResourceQuota refused the run's Job; "
+                    f"trying again until {timeout} s after it was queued (startTimeoutSeconds): "
+                    f"{why}"
+                )
+                patch = run_patch(run, RunPhase.QUEUED, message[:32000], now)
+                if patch is not None:
+                    obj = await self.kube.patch_status(run.namespace, RUN_PLURAL, run.name, patch)
+                    if obj is not None:
+                        self._remember_run(obj)
+                out.after(QUOTA_RETRY)
+                return
+            await self._rejected(
+                action,
+                f"the namespace's ResourceQuota refused it for {timeout} s "
+                f"(startTimeoutSeconds): {why}",
+                reason=REASON_JOB_QUOTA,
+            )
+            return
+        kind = {403: "forbade", 404: "could not find the namespace for"}.get(status, "refused")
+        await self._rejected(action, why, verb=kind)
+
+    async def _rejected(
+        self, action: StartRun, why: str, *, verb: str = "refused", reason: str = ""
+    ) -> None:
         """The apiserver refused the Job: the run fails now, the connection is not Ready."""
         run, conn = action.run, action.connection
         now = utcnow()
-        message = f"{REASON_JOB_REJECTED}: the Kubernetes API refused the run's Job: {why}"
+        reason = reason or REASON_JOB_REJECTED
+        message = f"{reason}: the Kubernetes API {verb} the run's Job: {why}"
         patch = run_patch(
             run,
             RunPhase.FAILED,
@@ -239,7 +278,7 @@ class Executor:
                     patch,
                     RunPhase.FAILED,
                     precondition=True,
-                    events=(Event(run_ref(run), "Warning", REASON_JOB_REJECTED, message),),
+                    events=(Event(run_ref(run), "Warning", reason, message),),
                 ),
                 Outcome(),
             )
@@ -247,7 +286,7 @@ class Executor:
             conn.status.conditions,
             type_=CONDITION_READY,
             status=ConditionStatus.FALSE,
-            reason=REASON_JOB_REJECTED,
+            reason=reason,
             message=message,
             now=now,
             observed_generation=conn.meta.generation,
@@ -260,7 +299,7 @@ class Executor:
         )
         if obj is not None:
             self.store.remember("conn", connection_view(obj), conn.namespace, conn.name)
-        await self._events((Event(connection_ref(conn), "Warning", REASON_JOB_REJECTED, message),))
+        await self._events((Event(connection_ref(conn), "Warning", reason, message),))
 
     async def _delete_job(self, run: PipelineRun, uid: str, name: str, why: str) -> None:
         try:
@@ -301,6 +340,10 @@ class Executor:
         log.debug("run %s/%s deleted: %s", run.namespace, run.name, action.why)
 
     # ------------------------------------------------------------------ events
+
+    async def post_events(self, items: tuple[Event, ...]) -> None:
+        """Post Events (best effort), e.g. the controller's ReconcileFailed."""
+        await self._events(items)
 
     async def _events(self, items: tuple[Event, ...]) -> None:
         for event in items:

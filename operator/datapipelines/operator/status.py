@@ -10,7 +10,7 @@ outcome is unknown the message says so.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
@@ -42,7 +42,12 @@ STUCK_WAITING_REASONS = frozenset(
 
 # Machine-readable causes at the start of messages/errors (the condition reason is the phase).
 REASON_JOB_DELETED = "JobDeleted"
+REASON_INVALID_REPORT = "InvalidRunnerReport"
+#: Largest termination message read: the kubelet keeps 4 KiB of a real one; a forged pod
+#: status is not bounded by that.
+TERMINATION_MESSAGE_READ_LIMIT = 64 * 1024
 REASON_JOB_REJECTED = "JobRejected"
+REASON_JOB_QUOTA = "JobQuotaExceeded"
 REASON_POD_NOT_STARTED = "PodNotStarted"
 REASON_CONCURRENCY_FORBIDDEN = "ConcurrencyForbidden"
 REASON_REPLACED = "Replaced"
@@ -72,18 +77,22 @@ class Observed:
 
 
 def parse_termination_message(message: str | None) -> RunnerResult | None:
-    """The runner's JSON result from a termination message, or None if it is not one."""
-    if not message:
+    """The runner's JSON result from a termination message, or None if it is not one. Never
+    raises: the message is written by code the operator does not trust (2000 ``[`` make
+    ``json.loads`` raise RecursionError; a forged pod status is not size-bounded)."""
+    if not message or len(message) > TERMINATION_MESSAGE_READ_LIMIT:
+        return None
+    if not message.lstrip().startswith("{"):
         return None
     try:
         data = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError, MemoryError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("success"), bool):
         return None
     try:
         return RunnerResult.model_validate(data)
-    except ValidationError:
+    except (ValidationError, RecursionError, ValueError, TypeError):
         return None
 
 
@@ -210,6 +219,12 @@ def derive(
             completion_time=end,
             result=_result(phase, found, error[:32000] if error else None, start, end),
         )
+
+    if run.runner_report_problem and not cancel_requested:
+        error = f"{REASON_INVALID_REPORT}: {run.runner_report_problem}"
+        observed = finish(RunPhase.FAILED, error, error, False)
+        alive = job is not None and not (job.condition("Complete") or job.condition("Failed"))
+        return replace(observed, delete_job=alive)
 
     if job is None:
         if cancel_requested:

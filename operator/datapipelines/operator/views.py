@@ -119,8 +119,24 @@ def run_view(body: Body) -> PipelineRun | None:
     data["status"] = status
     try:
         return PipelineRun.model_validate(data)
+    except ValidationError as error:
+        if "runnerResult" not in status:
+            return None
+        # The runner writes status.runnerResult; a bad one must fail that run with a reason,
+        # not make the run unreadable (it would hold its connection for ever).
+        problem = error.errors()[0]
+        status.pop("runnerResult")
+    try:
+        run = PipelineRun.model_validate(data)
     except ValidationError:
         return None
+    where = ".".join(str(p) for p in problem.get("loc", ()))
+    run.runner_report_problem = (
+        f"status.runnerResult is not a runner report ({where}: "
+        + str(problem.get("msg", "invalid"))[:200]
+        + ")"
+    )
+    return run
 
 
 def batch_view(body: Body) -> PipelineBatch | None:
@@ -231,6 +247,11 @@ class PodView:
     unschedulable: str
     container: ContainerState
     deleting: bool = False
+    owner_uids: tuple[str, ...] = ()
+    """UIDs of the pod's owners: a runner pod counts for a run only when its Job owns it."""
+
+    def owned_by(self, uids: set[str]) -> bool:
+        return any(uid in uids for uid in self.owner_uids)
 
 
 def _container(status: Mapping[str, Any]) -> ContainerState:
@@ -279,6 +300,9 @@ def pod_view(body: Body) -> PodView:
         unschedulable=unschedulable.rstrip(": "),
         container=_container(status),
         deleting=bool(meta.get("deletionTimestamp")),
+        owner_uids=tuple(
+            str(ref.get("uid") or "") for ref in meta.get("ownerReferences") or [] if ref
+        ),
     )
 
 

@@ -24,13 +24,31 @@ log = logging.getLogger(__name__)
 
 Reconcile = Callable[[Any], Awaitable[float | None]]
 """Reconcile one key; returns seconds until it wants to run again (None: only on events)."""
+OnFailure = Callable[[Any, int, BaseException], None]
+"""Told of every failed reconcile: the key, its consecutive failures, the error."""
+
+#: The longest wait between two tries of a key that keeps failing (controller-runtime: 1000 s).
+MAX_ERROR_BACKOFF = 300.0
 
 
 class WorkQueue:
-    def __init__(self, reconcile: Reconcile, *, workers: int = 8, error_backoff: float = 5.0):
+    def __init__(
+        self,
+        reconcile: Reconcile,
+        *,
+        workers: int = 8,
+        error_backoff: float = 5.0,
+        max_error_backoff: float = MAX_ERROR_BACKOFF,
+        on_failure: OnFailure | None = None,
+    ):
         self._reconcile = reconcile
         self._workers = workers
         self._error_backoff = error_backoff
+        self._max_error_backoff = max_error_backoff
+        self._on_failure = on_failure
+        #: Consecutive failures per key: a key that keeps failing backs off exponentially
+        #: (error_backoff * 2^(n-1), at most max_error_backoff) instead of looping.
+        self.failures: dict[Hashable, int] = {}
         self._high: deque[Hashable] = deque()
         self._low: deque[Hashable] = deque()  # may hold promoted keys: skipped when taken
         self._queued: dict[Hashable, bool] = {}  # key -> queued at low priority
@@ -101,6 +119,16 @@ class WorkQueue:
         heapq.heappush(self._delayed, (due, self._counter, key))
         self._wakeup.set()
 
+    def backoff(self, key: Hashable) -> float:
+        """Count one more failure of ``key``; the seconds until it is tried again."""
+        count = self.failures.get(key, 0) + 1
+        self.failures[key] = count
+        return min(self._error_backoff * 2 ** min(count - 1, 30), self._max_error_backoff)
+
+    def forget(self, key: Hashable) -> None:
+        """Drop what the queue remembers of ``key`` (its object is gone)."""
+        self.failures.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._queued) + len(self._active)
 
@@ -147,14 +175,21 @@ class WorkQueue:
             try:
                 again = await self._reconcile(key)
                 self.reconciles += 1
+                self.failures.pop(key, None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 self.errors += 1
+                again = self.backoff(key)
                 log.exception(
-                    "reconcile of %s failed; retrying in %.0f s", key, self._error_backoff
+                    "reconcile of %s failed (%d in a row); retrying in %.0f s",
+                    key,
+                    self.failures[key],
+                    again,
                 )
-                again = self._error_backoff
+                if self._on_failure is not None:
+                    with contextlib.suppress(Exception):
+                        self._on_failure(key, self.failures[key], error)
             finally:
                 self._active.discard(key)
             if key in self._dirty:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from .meta import (
     CONDITIONS,
@@ -239,6 +239,17 @@ class PipelineRun(K8sModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: RunSpec
     status: RunStatus = Field(default_factory=RunStatus)
+    #: Why ``status.runnerResult`` was dropped when the run was read (the runner, or whoever
+    #: holds its pod's token, wrote something that is not a report); None when it was fine.
+    _runner_report_problem: str | None = PrivateAttr(default=None)
+
+    @property
+    def runner_report_problem(self) -> str | None:
+        return self._runner_report_problem
+
+    @runner_report_problem.setter
+    def runner_report_problem(self, problem: str | None) -> None:
+        self._runner_report_problem = problem
 
     @property
     def name(self) -> str:

@@ -197,9 +197,7 @@ HOSTILE_CASES = [
         "a .. mount path",
         {
             "type": "filesystem",
-            "source": {
-                "filesystem": {"bucketUrl": "/data/../etc", "volume": {"emptyDir": {}}}
-            },
+            "source": {"filesystem": {"bucketUrl": "/data/../etc", "volume": {"emptyDir": {}}}},
         },
         "spec.source.filesystem.bucketUrl",
         "no '..' or '.' segments",

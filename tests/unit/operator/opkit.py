@@ -370,9 +370,11 @@ def pod_body(
     unschedulable: str | None = None,
     reason: str | None = None,
     message: str | None = None,
+    job_uid: str | None = None,
 ) -> Body:
-    """A runner pod of the run; ``terminated`` is the container's terminated state
-    (``exitCode``, ``reason``, ``message``)."""
+    """A runner pod of the run, owned by its Job (``uid-job-<run>`` unless ``job_uid`` says
+    otherwise, "" for none); ``terminated`` is the container's terminated state (``exitCode``,
+    ``reason``, ``message``)."""
     state: Body = {}
     if waiting is not None:
         state["waiting"] = {"reason": waiting[0], "message": waiting[1]}
@@ -401,7 +403,24 @@ def pod_body(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _meta(pod_name, uid=None, rv=300, created=created, labels=labels),
+        "metadata": _meta(
+            pod_name,
+            uid=None,
+            rv=300,
+            created=created,
+            labels=labels,
+            owners=[]
+            if job_uid == ""
+            else [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": run_name,
+                    "uid": job_uid or f"uid-job-{run_name}",
+                    "controller": True,
+                }
+            ],
+        ),
         "spec": {},
         "status": status,
     }

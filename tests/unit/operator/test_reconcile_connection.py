@@ -875,7 +875,9 @@ def test_the_next_writer_waits_for_an_ended_peer_runs_pod(pod: dict, waits: bool
     # a's run was cancelled: its Job is gone, its runner may still be writing the file
     d = decide_connection(
         ready_conn("a"),
-        run_body("a-run", "a", status=finished_status("Cancelled", completed=-1)),
+        run_body(
+            "a-run", "a", status=finished_status("Cancelled", completed=-1, jobUid="uid-job-a-run")
+        ),
         pod_body("a-run", "a", **pod),
         ready_conn("b"),
         run_body("b-run", "b"),
@@ -1150,12 +1152,23 @@ def test_only_warning_events_with_events_warnings() -> None:
     assert {e.type for a in d.actions for e in getattr(a, "events", ())} == {"Warning"}
 
 
-def test_pods_of_other_connections_with_the_run_label_are_ignored() -> None:
+@pytest.mark.parametrize(
+    "forged",
+    [
+        pytest.param({"conn": "other", "job_uid": "uid-job-of-another-run"}, id="other-owner"),
+        pytest.param({"job_uid": ""}, id="labels-only"),
+    ],
+)
+def test_pods_not_owned_by_the_runs_job_are_ignored_whatever_their_labels(forged: dict) -> None:
     d = decide_connection(
         ready_conn(),
         running(),
         job_body(active=1),
-        pod_body(conn="other", phase="Running", running=True),
+        pod_body(
+            phase="Failed",
+            terminated={"exitCode": 1, "reason": "Error", "message": "[" * 2000},
+            **forged,
+        ),
         now=at(0),
     )
     # only the run's own pods count: this one still waits for its pod (start deadline ticking)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from datapipelines.operator import views
 from datapipelines.operator.status import (
@@ -18,7 +20,16 @@ from datapipelines.operator.status import (
     started,
 )
 from datapipelines.resources.run import ResultSource, RunPhase
-from tests.unit.operator.opkit import NOW, at, job, pod, pod_body, run, running_status
+from tests.unit.operator.opkit import (
+    NOW,
+    at,
+    job,
+    pod,
+    pod_body,
+    run,
+    run_body,
+    running_status,
+)
 
 
 def observe(
@@ -60,6 +71,9 @@ def observe(
         ('{"success": "true"}', None),
         ('{"success": true, "rowsInserted": "many"}', None),
         ('{"success": true', None),
+        ("[" * 2000, None),
+        ('{"a":' * 5000 + "1" + "}" * 5000, None),
+        ('{"success": true, "error": "' + "x" * 70000 + '"}', None),
     ],
 )
 def test_parse_termination_message(message: str | None, expected: dict[str, Any] | None) -> None:
@@ -69,6 +83,37 @@ def test_parse_termination_message(message: str | None, expected: dict[str, Any]
     else:
         assert parsed is not None
         assert {k: getattr(parsed, k) for k in expected} == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}":,0123456789tfrue \\x', max_size=4096))
+def test_no_termination_message_makes_the_parser_raise(message: str) -> None:
+    parse_termination_message(message)  # None or a result, never an exception
+
+
+def test_a_crafted_termination_message_fails_its_run_with_the_reason_not_the_reconcile() -> None:
+    obs = observe(
+        job_kw={"failed": ("BackoffLimitExceeded", "Job has reached the backoff limit")},
+        pods=[{"phase": "Failed", "terminated": {"exitCode": 1, "message": "[" * 2000}}],
+    )
+    assert obs.phase is RunPhase.FAILED
+    assert obs.result is not None and "BackoffLimitExceeded" in (obs.result.error or "")
+
+
+def test_a_runner_result_that_is_not_a_report_fails_the_run_and_stops_its_job() -> None:
+    body = run_body(status={**running_status(), "runnerResult": {"success": "maybe"}})
+    forged = views.run_view(body)
+    assert forged is not None and forged.runner_report_problem is not None
+    obs = derive(
+        run=forged,
+        job=job(active=1),
+        pods=[],
+        cancel_requested=False,
+        start_timeout_seconds=300,
+        now=NOW,
+    )
+    assert obs.phase is RunPhase.FAILED and obs.delete_job
+    assert obs.message.startswith("InvalidRunnerReport: status.runnerResult is not a runner report")
 
 
 # --------------------------------------------------------------------------- pod problems

@@ -173,6 +173,37 @@ async def test_errors_are_retried_after_the_backoff() -> None:
     assert calls == ["k", "k", "k"]
 
 
+def test_a_key_that_keeps_failing_backs_off_exponentially_up_to_a_cap() -> None:
+    async def reconcile(key: str) -> None:
+        return None
+
+    queue = WorkQueue(reconcile, error_backoff=5.0, max_error_backoff=300.0)
+    assert [queue.backoff("k") for _ in range(9)] == [5, 10, 20, 40, 80, 160, 300, 300, 300]
+    assert queue.backoff("other") == 5
+    queue.forget("k")
+    assert queue.backoff("k") == 5
+
+
+async def test_failures_are_reported_and_reset_by_a_success() -> None:
+    told: list[tuple[str, int, str]] = []
+    succeeded = asyncio.Event()
+
+    async def reconcile(key: str) -> None:
+        if len(told) < 2:
+            raise RecursionError("a crafted termination message")
+        succeeded.set()
+
+    def on_failure(key: str, count: int, error: BaseException) -> None:
+        told.append((key, count, type(error).__name__))
+
+    async with running(reconcile, error_backoff=0.01, on_failure=on_failure) as queue:
+        queue.add("k")
+        await asyncio.wait_for(succeeded.wait(), WAIT)
+        await queue.drained()
+        assert told == [("k", 1, "RecursionError"), ("k", 2, "RecursionError")]
+        assert queue.failures == {}
+
+
 async def test_stop_cancels_a_reconcile_in_progress() -> None:
     entered = asyncio.Event()
     cancelled: list[bool] = []

@@ -39,6 +39,7 @@ from ..status import (
     REASON_CANCELLED,
     REASON_CONNECTION_INVALID,
     REASON_CONNECTION_NOT_FOUND,
+    REASON_INVALID_REPORT,
     REASON_JOB_REJECTED,
     Observed,
     derive,
@@ -107,6 +108,41 @@ def runner_alive(pod: PodView) -> bool:
     return pod.phase in ("Pending", "Running") and not pod.container.terminated
 
 
+def job_uids(store: Store, namespace: str, run: PipelineRun) -> set[str]:
+    """UIDs of the run's own Job: the one in the index, and the one its status recorded (the
+    Job may be gone while its pods are still terminating)."""
+    uids = {j.uid for j in store.jobs_of(namespace, run.name) if j.owned_by(run.metadata.uid)}
+    if run.status.job_uid:
+        uids.add(run.status.job_uid)
+    return uids
+
+
+def run_pods(store: Store, namespace: str, run: PipelineRun) -> list[PodView]:
+    """The run's pods: labelled with it *and* owned by its Job (a label alone can be forged
+    by anyone who may create pods)."""
+    uids = job_uids(store, namespace, run)
+    return [p for p in store.pods_of(namespace, run.name) if p.owned_by(uids)]
+
+
+def _unreadable(run: PipelineRun, job: JobView | None, error: Exception, now: datetime) -> Observed:
+    """A run whose Job, pods or report could not be read: it fails with the reason (the rest
+    of the connection goes on), and its Job goes."""
+    message = (
+        f"{REASON_INVALID_REPORT}: the run's pods or report could not be read "
+        f"({type(error).__name__}: {str(error)[:300]})"
+    )
+    start = run.status.start_time or (job.created if job else None)
+    return Observed(
+        phase=RunPhase.FAILED,
+        message=message,
+        attempts=run.status.attempts or 0,
+        start_time=start,
+        completion_time=now,
+        result=RunResult(success=False, error=message, source=ResultSource.OPERATOR),
+        delete_job=job is not None and not job.deleting,
+    )
+
+
 def gather(store: Store, namespace: str, name: str) -> ConnectionState:
     conn = store.connection(namespace, name)
     runs = store.runs_of(namespace, name)
@@ -116,9 +152,7 @@ def gather(store: Store, namespace: str, name: str) -> ConnectionState:
         state.jobs[run.name] = own[0] if own else None
         if not own and store.jobs_of(namespace, run.name):
             state.foreign_jobs.add(run.name)
-        state.pods[run.name] = [
-            p for p in store.pods_of(namespace, run.name) if p.connection in ("", name)
-        ]
+        state.pods[run.name] = run_pods(store, namespace, run)
         batch = batch_label(run.metadata)
         if batch and batch not in state.batches:
             state.batches[batch] = store.batch(namespace, batch)
@@ -130,8 +164,8 @@ def gather(store: Store, namespace: str, name: str) -> ConnectionState:
             for run in store.runs_of(other.namespace, other.name):
                 if not run.terminal:
                     state.peers.append(Peer(other.namespace, other.name, run))
-                for pod in store.pods_of(other.namespace, run.name):
-                    if pod.connection in ("", other.name) and runner_alive(pod):
+                for pod in run_pods(store, other.namespace, run):
+                    if runner_alive(pod):
                         state.peer_pods.append(
                             PeerPod(other.namespace, other.name, run.name, pod.name)
                         )
@@ -309,14 +343,17 @@ def _follow_started(b: _Builder, running: list[PipelineRun], *, quiet: bool = Fa
     for run in running:
         job = state.jobs.get(run.name)
         spec = state.connection.spec if state.connection else None
-        obs = derive(
-            run=run,
-            job=job,
-            pods=state.pods.get(run.name, []),
-            cancel_requested=_cancel_requested(run, state),
-            start_timeout_seconds=spec.start_timeout_seconds if spec else 300,
-            now=b.now,
-        )
+        try:
+            obs = derive(
+                run=run,
+                job=job,
+                pods=state.pods.get(run.name, []),
+                cancel_requested=_cancel_requested(run, state),
+                start_timeout_seconds=spec.start_timeout_seconds if spec else 300,
+                now=b.now,
+            )
+        except Exception as error:  # one run's bad input never jams the key
+            obs = _unreadable(run, job, error, b.now)
         if obs.terminal:
             b.end(run, obs, job)
             continue
