@@ -136,6 +136,82 @@ def test_connections_may_not_read_the_api_key_secret(helm: Path) -> None:
         assert f"'{name}'" in yaml.safe_dump(sandbox) or f'"{name}"' in yaml.safe_dump(sandbox)
 
 
+def named_secrets(node: Any) -> set[str]:
+    """Every Secret a rendered manifest names: secretName, secretKeyRef/secretRef names,
+    imagePullSecrets."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "secretName" and isinstance(value, str):
+                found.add(value)
+            elif key in ("secretKeyRef", "secretRef") and isinstance(value, dict):
+                found.add(value["name"])
+            elif key == "imagePullSecrets":
+                found |= {v["name"] for v in value}
+            found |= named_secrets(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= named_secrets(item)
+    return found
+
+
+def test_every_secret_the_chart_names_is_denied_to_connections(helm: Path) -> None:
+    """Rendered with every option that names a Secret: each Secret named anywhere in the
+    manifests (and each Secret the chart creates) is in the operator's deny list and the
+    sandbox policy's."""
+    docs = render(
+        helm,
+        "imagePullSecrets[0].name=pull-creds",
+        "api.ingress.enabled=true",
+        "api.ingress.tls[0].secretName=api-tls",
+        "api.ingress.tls[0].hosts[0]=dp.example",
+        "history.existingSecret=archive",
+        "api.extraEnv[0].name=X",
+        "api.extraEnv[0].valueFrom.secretKeyRef.name=api-extra",
+        "api.extraEnv[0].valueFrom.secretKeyRef.key=k",
+        "operator.extraEnv[0].name=Y",
+        "operator.extraEnv[0].valueFrom.secretKeyRef.name=op-extra",
+        "operator.extraEnv[0].valueFrom.secretKeyRef.key=k",
+        "sandbox.deniedSecrets[0]=vault-token",
+    )
+    manifests = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    named = named_secrets(manifests) | {d["metadata"]["name"] for d in by_kind(docs, "Secret")}
+    assert {"pull-creds", "api-tls", "archive", "api-extra", "op-extra"} <= named
+    op = next(d for d in by_kind(docs, "Deployment") if "-operator" in d["metadata"]["name"])
+    env = {
+        e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    denied = set(env["DATAPIPELINES_SANDBOX_DENIED_SECRETS"].split(","))
+    assert named | {"vault-token"} <= denied, named - denied
+    sandbox = next(
+        d for d in by_kind(docs, "ValidatingAdmissionPolicy") if "sandbox" in d["metadata"]["name"]
+    )
+    (variable,) = [v for v in sandbox["spec"]["variables"] if v["name"] == "denied"]
+    assert set(yaml.safe_load(variable["expression"])) == denied
+
+
+def test_runner_pods_are_bounded_by_default(helm: Path) -> None:
+    docs = render(helm)
+    op = next(d for d in by_kind(docs, "Deployment") if "-operator" in d["metadata"]["name"])
+    env = {
+        e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    resources = yaml.safe_load(env["DATAPIPELINES_RUNNER_RESOURCES"])
+    assert resources["limits"]["memory"] and resources["limits"]["ephemeral-storage"]
+    assert resources["requests"]["ephemeral-storage"]
+    assert env["DATAPIPELINES_RUNNER_SCRATCH_SIZE_LIMIT"] == "20Gi"
+    maximum = yaml.safe_load(env["DATAPIPELINES_SANDBOX_MAX_RESOURCES"])
+    assert maximum == {"limits": {"cpu": "8", "memory": "32Gi", "ephemeral-storage": "200Gi"}}
+    sandbox = next(
+        d for d in by_kind(docs, "ValidatingAdmissionPolicy") if "sandbox" in d["metadata"]["name"]
+    )
+    rules = " ".join(
+        " ".join(v["messageExpression"].split()) for v in sandbox["spec"]["validations"]
+    )
+    for key in ("cpu", "memory", "ephemeral-storage"):
+        assert f"more {key} than this installation allows" in rules
+
+
 def test_local_cluster_values_bind_loopback(helm: Path) -> None:
     docs = render(helm, "hostNetwork=true", "kubeApiServer=https://127.0.0.1:6443")
     for deploy in by_kind(docs, "Deployment"):

@@ -84,6 +84,20 @@ class Settings(BaseSettings):
     runner_host_network: bool = False
     runner_node_selector: dict[str, str] = Field(default_factory=dict)
     runner_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    #: The runner container's default requests/limits (a connection's runner.resources
+    #: overrides them key by key). Bounded by default: a big sync cannot fill a node's disk.
+    runner_resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
+            "limits": {"memory": "2Gi", "ephemeral-storage": "20Gi"},
+        }
+    )
+    #: sizeLimit of the runner's working directory (dlt's load packages) and of its /tmp.
+    runner_scratch_size_limit: str = "20Gi"
+    runner_tmp_size_limit: str = "2Gi"
+    #: The largest runner.resources a connection may ask for ({"limits": {...}}; applies to
+    #: requests and limits alike). The chart's admission policy enforces the same.
+    sandbox_max_resources: dict[str, dict[str, str]] = Field(default_factory=dict)
     kube_api: str = ""
     warehouse_claim: str = ""
     sandbox_images: CommaList = Field(default_factory=list)

@@ -19,6 +19,7 @@ from datapipelines.resources import (
     LABEL_TRIGGER,
     MANAGED_BY_OPERATOR,
     RUN_KIND,
+    quantity,
 )
 from datapipelines.resources import podcontract as pod
 from datapipelines.resources.connection import (
@@ -69,8 +70,8 @@ def volumes(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The pod's volumes and the runner container's mounts."""
     vols: list[dict[str, Any]] = [
-        {"name": "data", "emptyDir": {}},
-        {"name": "tmp", "emptyDir": {}},
+        {"name": "data", "emptyDir": {"sizeLimit": settings.runner_scratch_size_limit}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": settings.runner_tmp_size_limit}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "data", "mountPath": pod.DATA_DIR},
@@ -161,8 +162,10 @@ def render_job(
         "terminationMessagePolicy": "File",
         "securityContext": copy.deepcopy(RESTRICTED_CONTAINER),
     }
-    if spec.runner.resources is not None:
-        container["resources"] = spec.runner.resources.to_k8s()
+    own = spec.runner.resources.to_k8s() if spec.runner.resources is not None else None
+    resources = quantity.merged(settings.runner_resources, own)
+    if resources:
+        container["resources"] = resources
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": settings.runner_service_account,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datapipelines.resources import podcontract as pod
+from datapipelines.resources import quantity
 from datapipelines.resources.connection import ConnectionSpec, DestinationType, SourceType
 
 from . import schedule
@@ -126,6 +127,19 @@ def sandbox(spec: ConnectionSpec, settings: Settings) -> list[Problem]:
                     f"is not allowed for runner.env (allowed: {allowed_env}; setting "
                     "sandbox.envSecrets); credentials belong in the source's or destination's "
                     "…SecretRef fields",
+                )
+            )
+    if settings.sandbox_max_resources and spec.runner.resources is not None:
+        try:
+            above = quantity.over(spec.runner.resources.to_k8s(), settings.sandbox_max_resources)
+        except ValueError as error:
+            above = [str(error)]
+        if above:
+            out.append(
+                Problem(
+                    REASON_SANDBOX,
+                    f"spec.runner.resources above this installation's maximum: "
+                    f"{'; '.join(above)} (setting sandbox.maxResources)",
                 )
             )
     for secret in spec.secret_refs():

@@ -176,11 +176,21 @@ def test_image_pull_policy_and_resources() -> None:
     job = render(settings(runner_image="reg.example/runner:2", runner_image_pull_policy="Always"))
     assert container(job)["image"] == "reg.example/runner:2"
     assert container(job)["imagePullPolicy"] == "Always"
-    assert "resources" not in container(job)
-    res = {"limits": {"memory": "512Mi"}, "requests": {"cpu": "100m"}}
+    # the installation's defaults: bounded memory and ephemeral storage
+    assert container(job)["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
+        "limits": {"memory": "2Gi", "ephemeral-storage": "20Gi"},
+    }
+    res = {"limits": {"memory": "128Mi"}, "requests": {"cpu": "200m"}}
     job = render(runner={"image": "localhost/datapipelines-runner:v9", "resources": res})
     assert container(job)["image"] == "localhost/datapipelines-runner:v9"
-    assert container(job)["resources"] == res
+    # the connection's keys win; the default memory request is lowered to its own limit
+    assert container(job)["resources"] == {
+        "requests": {"cpu": "200m", "memory": "128Mi", "ephemeral-storage": "256Mi"},
+        "limits": {"memory": "128Mi", "ephemeral-storage": "20Gi"},
+    }
+    job = render(settings(runner_resources={}))
+    assert "resources" not in container(job)
 
 
 def test_one_secret_volume_per_secret_with_only_the_referenced_keys() -> None:
@@ -215,8 +225,13 @@ def test_one_secret_volume_per_secret_with_only_the_referenced_keys() -> None:
 
 def test_writable_scratch_dirs_on_a_read_only_root() -> None:
     found = mounts(render(destination=postgres_destination()))
-    assert found[pod.DATA_DIR]["volume"] == {"name": "data", "emptyDir": {}}
-    assert found[pod.TMP_DIR]["volume"] == {"name": "tmp", "emptyDir": {}}
+    # bounded: a big sync cannot fill the node's disk and get other pods evicted
+    assert found[pod.DATA_DIR]["volume"] == {"name": "data", "emptyDir": {"sizeLimit": "20Gi"}}
+    assert found[pod.TMP_DIR]["volume"] == {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}
+    config = settings(runner_scratch_size_limit="50Gi", runner_tmp_size_limit="1Gi")
+    found = mounts(render(config, destination=postgres_destination()))
+    assert found[pod.DATA_DIR]["volume"]["emptyDir"] == {"sizeLimit": "50Gi"}
+    assert found[pod.TMP_DIR]["volume"]["emptyDir"] == {"sizeLimit": "1Gi"}
 
 
 @pytest.mark.parametrize(

@@ -188,6 +188,25 @@ def test_runner_env_may_read_only_allowed_secrets() -> None:
     assert sandbox(spec_of(runner={"env": env}), settings(sandbox_env_secrets=["api-token"])) == []
 
 
+def test_runner_resources_above_the_sandbox_maximum_are_refused() -> None:
+    maximum = {"limits": {"cpu": "8", "memory": "32Gi", "ephemeral-storage": "200Gi"}}
+    big = {"requests": {"cpu": "16"}, "limits": {"memory": "64Gi", "ephemeral-storage": "1Ti"}}
+    (problem,) = sandbox(
+        spec_of(runner={"resources": big}), settings(sandbox_max_resources=maximum)
+    )
+    assert problem.reason == REASON_SANDBOX
+    assert problem.message == (
+        "spec.runner.resources above this installation's maximum: requests.cpu 16 > 8; "
+        "limits.memory 64Gi > 32Gi; limits.ephemeral-storage 1Ti > 200Gi "
+        "(setting sandbox.maxResources)"
+    )
+    fits = {"requests": {"cpu": "8000m"}, "limits": {"memory": "32Gi"}}
+    assert (
+        sandbox(spec_of(runner={"resources": fits}), settings(sandbox_max_resources=maximum)) == []
+    )
+    assert sandbox(spec_of(runner={"resources": big}), settings()) == []
+
+
 def test_denied_secrets_may_not_be_referenced_anywhere() -> None:
     config = settings(sandbox_denied_secrets=["operator-db", "api-key"])
     spec = spec_of(

@@ -128,9 +128,18 @@ release namespace, .Values.namespaces and a watchNamespace list. A comma-separat
 {{- $types | uniq | join "," -}}
 {{- end -}}
 
-{{/* Secrets of the installation no connection may reference. */}}
+{{/* Secrets of the installation no connection may reference: every Secret the chart names
+(the API key, the history DSN, imagePullSecrets, the Ingress's TLS secrets, Secrets read by
+extraEnv) and sandbox.deniedSecrets. A Secret named anywhere in a rendered manifest of the
+chart and missing here fails tests/chart/test_chart.py. */}}
 {{- define "datapipelines.deniedSecrets" -}}
 {{- $denied := list (include "datapipelines.apiSecretName" .) -}}
 {{- with .Values.history.existingSecret }}{{- $denied = append $denied . -}}{{- end -}}
-{{- $denied | uniq | join "," -}}
+{{- range .Values.imagePullSecrets }}{{- $denied = append $denied (kindIs "string" . | ternary . (get . "name")) -}}{{- end -}}
+{{- range .Values.api.ingress.tls }}{{- with .secretName }}{{- $denied = append $denied . -}}{{- end -}}{{- end -}}
+{{- range (concat .Values.api.extraEnv .Values.operator.extraEnv) }}
+{{- with .valueFrom }}{{- with .secretKeyRef }}{{- $denied = append $denied .name -}}{{- end -}}{{- end -}}
+{{- end -}}
+{{- range .Values.sandbox.deniedSecrets }}{{- $denied = append $denied . -}}{{- end -}}
+{{- $denied | compact | uniq | join "," -}}
 {{- end -}}
