@@ -43,28 +43,68 @@ class HistoryArchive(Protocol):
         ...
 
 
-class PostgresArchive:
-    """Short-lived connections per request: history reads are rare and cheap."""
+#: Connections the API holds to the archive at most: /history requests beyond it wait for
+#: one (up to POOL_TIMEOUT_S), they never open more.
+POOL_SIZE = 4
+POOL_TIMEOUT_S = 10.0
 
-    def __init__(self, dsn: str) -> None:
+
+class PostgresArchive:
+    """Reads through a small bounded pool (psycopg_pool), opened on first use and closed with
+    the API: a burst of /history requests cannot open a connection each."""
+
+    def __init__(
+        self, dsn: str, *, max_size: int = POOL_SIZE, timeout: float = POOL_TIMEOUT_S
+    ) -> None:
         self._dsn = dsn
+        self._max_size = max_size
+        self._timeout = timeout
+        self._pool: Any = None
+
+    async def _open(self) -> Any:
+        if self._pool is None:
+            # imported on first use: an API without an archive does not carry psycopg (~10 MB)
+            from psycopg.rows import dict_row
+            from psycopg_pool import AsyncConnectionPool
+
+            pool = AsyncConnectionPool(
+                self._dsn,
+                min_size=0,
+                max_size=self._max_size,
+                timeout=self._timeout,
+                max_idle=300,
+                kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "row_factory": dict_row},
+                open=False,
+                name="history-archive",
+            )
+            await pool.open(wait=False)
+            self._pool = pool
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool_size(self) -> int:
+        """Connections the pool holds now (0 before the first read)."""
+        return 0 if self._pool is None else int(self._pool.get_stats().get("pool_size", 0))
 
     async def _fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        # imported on first use: an API without an archive does not carry psycopg (~10 MB)
         import psycopg
         from psycopg import errors as pg_errors
-        from psycopg.rows import dict_row
+        from psycopg_pool import PoolTimeout
 
         try:
-            async with await psycopg.AsyncConnection.connect(
-                self._dsn, connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row
-            ) as conn:
+            pool = await self._open()
+            async with pool.connection() as conn:
                 cur = await conn.execute(query, params)
                 return list(await cur.fetchall())
         except pg_errors.UndefinedTable:
             log.info("history archive table does not exist yet", extra={"table": TABLE})
             return []
-        except psycopg.Error as exc:
+        except (psycopg.Error, PoolTimeout) as exc:
             raise ArchiveUnavailable(
                 f"the run history archive (PostgreSQL) cannot be read: {type(exc).__name__}"
             ) from exc

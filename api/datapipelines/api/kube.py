@@ -119,7 +119,18 @@ class ReportCache:
         self._entries[key] = cached
         return True, cached[1]
 
+    @property
+    def bytes(self) -> int:
+        """Characters of the reports held (what the budget bounds)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def put(self, key: tuple[str, str], version: str, text: str | None, budget: int) -> None:
+        replaced = self._entries.pop(key, None)
+        if replaced is not None:  # a key put twice counts once
+            self._bytes -= len(replaced[1] or "")
         self._entries[key] = (version, text)
         self._bytes += len(text or "")
         while self._bytes > budget and len(self._entries) > 1:

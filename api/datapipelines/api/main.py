@@ -67,6 +67,8 @@ def create_app(
                 yield
         finally:
             await store.stop()
+            if isinstance(archive, PostgresArchive):
+                await archive.close()
 
     app = FastAPI(
         title="datapipelines API",

@@ -72,6 +72,10 @@ class Controller:
             events.RECONCILES.labels(kind, "error").inc()
             raise
         events.RECONCILES.labels(kind, "ok").inc()
+        gone = kind == "conn" and self.store.connection(namespace, name) is None
+        if gone and not self.store.runs_of(namespace, name):  # nothing of it left: forget it
+            events.forget_connection(namespace, name)
+            self.queue.forget(key)
         if self.queue.failures.get(key):
             events.FAILING_KEYS.set(len(self.queue.failures) - 1)
         for other in decision.wake:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from datapipelines.resources.times import now_iso
@@ -33,6 +35,16 @@ RECONCILES = Counter(
     "Reconciles by kind and outcome.",
     ["kind", "outcome"],
 )
+
+
+def forget_connection(namespace: str, connection: str) -> None:
+    """Remove the connection's series once it and all its runs are gone: per-connection series
+    would otherwise grow without end (orphan runs of connections that never existed count too)."""
+    with contextlib.suppress(KeyError):
+        RUNS_STARTED.remove(namespace, connection)
+    for phase in ("Succeeded", "Failed", "Cancelled"):
+        with contextlib.suppress(KeyError):
+            RUNS_FINISHED.remove(namespace, connection, phase)
 
 
 def event_body(event: Event) -> dict[str, object]:
