@@ -42,6 +42,7 @@ _COLUMNS = (
     "records_extracted BIGINT, "
     "rows_inserted BIGINT, "
     "schema_changes VARCHAR, "
+    "namespace VARCHAR, "
     "PRIMARY KEY (pipeline_name, load_id)"
 )
 
@@ -54,6 +55,7 @@ class JournalEntry:
     attempt: str | None = None
     records_extracted: int | None = None
     schema_changes: list[dict[str, Any]] = field(default_factory=list)
+    namespace: str | None = None
 
 
 def existing_tables(client: Any) -> set[str]:
@@ -74,6 +76,21 @@ def ensure(client: Any) -> None:
     if not client.has_dataset():
         client.create_dataset()
     client.execute_sql(f"CREATE TABLE IF NOT EXISTS {_table(client)} ({_COLUMNS})")
+    # journals written before the namespace column existed
+    client.execute_sql(f"ALTER TABLE {_table(client)} ADD COLUMN IF NOT EXISTS namespace VARCHAR")
+
+
+def other_namespaces(client: Any, pipeline_name: str, namespace: str) -> set[str]:
+    """Namespaces other than ``namespace`` whose connection of this name loaded into this
+    dataset: two connections named alike in two namespaces would share dlt's state and this
+    journal (one pipeline name), so the second is refused (sync.py)."""
+    rows = client.execute_sql(
+        f"SELECT DISTINCT namespace FROM {_table(client)} WHERE pipeline_name = %s "
+        "AND namespace IS NOT NULL AND namespace <> %s",
+        pipeline_name,
+        namespace,
+    )
+    return {str(row[0]) for row in rows or []}
 
 
 def open_entries(client: Any, pipeline_name: str, run_key: str) -> list[JournalEntry]:
@@ -104,7 +121,8 @@ def begin(client: Any, pipeline_name: str, entry: JournalEntry) -> None:
     """Records that `entry.load_id` is about to be loaded (before dlt writes anything)."""
     client.execute_sql(
         f"INSERT INTO {_table(client)} (pipeline_name, load_id, run_name, attempt, status, "
-        f"started_at, records_extracted, schema_changes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        f"started_at, records_extracted, schema_changes, namespace) "
+        f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         pipeline_name,
         entry.load_id,
         entry.run_name,
@@ -113,6 +131,7 @@ def begin(client: Any, pipeline_name: str, entry: JournalEntry) -> None:
         datetime.now(UTC),
         entry.records_extracted,
         json.dumps(entry.schema_changes, separators=(",", ":")),
+        entry.namespace,
     )
 
 

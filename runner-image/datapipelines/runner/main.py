@@ -263,7 +263,7 @@ def _main(argv: list[str] | None) -> int:
             pipelines_dir,
             data_dir,
             collector,
-            RunIdentity.of(env.run_name, env.pod_name),
+            RunIdentity.of(env.run_name, env.pod_name, env.namespace),
         )
     except (SyncFailed, Exception, KeyboardInterrupt) as exc:
         from .result import RunResult

@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,7 +39,8 @@ from . import dltenv, journal, schemachanges
 from .config import pipeline_name
 from .counting import count_loaded_rows
 from .destinations import DestinationSetup, build_destination
-from .errors import classify
+from .destlock import destination_lock
+from .errors import ConfigError, classify
 from .journal import JournalEntry
 from .progress import ProgressCollector
 from .recovery import (
@@ -98,10 +99,15 @@ class RunIdentity:
 
     run_key: str
     attempt: str | None = None
+    namespace: str | None = None
+    """The connection's namespace (None outside a cluster): a destination schema belongs to
+    the connection of one namespace."""
 
     @classmethod
-    def of(cls, run_name: str | None, pod_name: str | None) -> RunIdentity:
-        return cls(run_name or f"local-{uuid.uuid4().hex[:12]}", pod_name)
+    def of(
+        cls, run_name: str | None, pod_name: str | None, namespace: str | None = None
+    ) -> RunIdentity:
+        return cls(run_name or f"local-{uuid.uuid4().hex[:12]}", pod_name, namespace)
 
 
 def describe_source(spec: ConnectionSpec) -> str:
@@ -143,7 +149,36 @@ def run_sync(
         dltenv.configure_arrow_pages()
     if spec.destination.type is DestinationType.DUCKDB:
         dltenv.configure_duckdb()
+    with ExitStack() as held:
+        try:  # one writer per PostgreSQL schema, across shards (destlock.py)
+            held.enter_context(destination_lock(spec, identity.run_key))
+        except Exception as exc:
+            raise SyncFailed(exc, setup.description, source_desc) from exc
+        return _attempts(
+            spec, connection_name, name, pipelines_dir, setup, built, identity, collector, retry
+        )
+
+
+def _attempts(
+    spec: ConnectionSpec,
+    connection_name: str,
+    name: str,
+    pipelines_dir: Path,
+    setup: DestinationSetup,
+    built: BuiltSource,
+    identity: RunIdentity,
+    collector: ProgressCollector,
+    retry: RetryPolicy,
+) -> SyncOutcome:
+    """The sync's attempts, with the destination held; SyncFailed when it gives up."""
+    source_desc = describe_source(spec)
     pipeline = open_pipeline(name, pipelines_dir, setup, spec.schema_name, collector)
+    try:
+        check_owner(pipeline, spec, connection_name, identity)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise SyncFailed(exc, setup.description, source_desc) from exc
     attempt = 1
     while True:
         runner = SyncAttempt(spec, connection_name, pipeline, built, setup, identity, collector)
@@ -175,6 +210,26 @@ def run_sync(
                 built = build_source(spec, name)  # generators and cursors are single-use
             except Exception as exc:
                 raise SyncFailed(exc, setup.description, source_desc) from exc
+
+
+def check_owner(
+    pipeline: Any, spec: ConnectionSpec, connection_name: str, identity: RunIdentity
+) -> None:
+    """Refuse (before anything is extracted) a schema that a connection of the same name in
+    another namespace loads: they would share dlt's state and the journal (one pipeline name)."""
+    if identity.namespace is None:
+        return
+    with pipeline.sql_client() as client:
+        if not client.has_dataset() or journal.JOURNAL_TABLE not in journal.existing_tables(client):
+            return
+        journal.ensure(client)  # adds the namespace column to an older journal
+        others = journal.other_namespaces(client, pipeline.pipeline_name, identity.namespace)
+    if others:
+        raise ConfigError(
+            f"destination conflict: schema {spec.schema_name} of this destination is loaded by "
+            f"connection {connection_name} of namespace {', '.join(sorted(others))}; give this "
+            "connection another schemaName or destination"
+        )
 
 
 def open_pipeline(
@@ -371,6 +426,7 @@ class SyncAttempt:
                     load_id=load_id,
                     run_name=self.identity.run_key,
                     attempt=self.identity.attempt,
+                    namespace=self.identity.namespace,
                     records_extracted=records,
                     schema_changes=dumped[: schemachanges.MAX_CHANGES],
                 )
