@@ -58,7 +58,7 @@ RESERVED_ENV_PREFIX = "DATAPIPELINES_"
 #: caller's choosing (``PYTHONPATH``, ``PYTHONSTARTUP``, ``LD_PRELOAD``, ``OPENSSL_CONF``,
 #: ``GCONV_PATH``, ``BASH_ENV``, ``SSL_CERT_FILE``, …) and new ones appear with every release;
 #: a deny-list misses the next one. A sync needs only dlt's performance knobs, proxies, a time
-#: zone and free-form settings of the author's own under ``RUNNER__`` (which nothing reads).
+#: zone and the runner's own ``RUNNER__*`` switches.
 #: docs/security.md ("No code of the author's runs") has the table.
 ENV_ALLOWED_PATTERN = (
     r"^((NORMALIZE|LOAD|EXTRACT|DATA_WRITER|RUNNER)__[A-Z0-9_]+"
@@ -68,7 +68,7 @@ ENV_ALLOWED_PATTERN = (
 ENV_RULE = (
     "runner.env may set only dlt's NORMALIZE__*, LOAD__*, EXTRACT__*, DATA_WRITER__*, "
     "RUNTIME__LOG_LEVEL and RUNTIME__REQUEST_*, the proxies (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), "
-    "TZ, and RUNNER__* settings of your own: interpreter and loader variables (PYTHON*, LD_*, "
+    "TZ and the runner's RUNNER__* switches: interpreter and loader variables (PYTHON*, LD_*, "
     "…) would run code of the connection's author"
 )
 #: What a path a connection gives must look like (DuckDB file, filesystem bucket directory).

@@ -173,16 +173,16 @@ def _attempts(
     """The sync's attempts, with the destination held; SyncFailed when it gives up."""
     source_desc = describe_source(spec)
     pipeline = open_pipeline(name, pipelines_dir, setup, spec.schema_name, collector)
-    try:
-        check_owner(pipeline, spec, connection_name, identity)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise SyncFailed(exc, setup.description, source_desc) from exc
     attempt = 1
     while True:
         runner = SyncAttempt(spec, connection_name, pipeline, built, setup, identity, collector)
         try:
+            try:
+                check_owner(pipeline, spec, connection_name, identity)
+            except ConfigError:
+                raise
+            except Exception as exc:  # the destination unreachable or busy: retried
+                raise SyncFailed(exc, setup.description, source_desc) from exc
             outcome = runner.run()
             outcome.attempts = attempt
             return outcome
