@@ -248,7 +248,8 @@ class PodView:
     container: ContainerState
     deleting: bool = False
     owner_uids: tuple[str, ...] = ()
-    """UIDs of the pod's owners: a runner pod counts for a run only when its Job owns it."""
+    """UIDs of the pod's controllers: a runner pod counts for a run only when its Job controls
+    it (the Job controller releases or counts any pod that claims so)."""
 
     def owned_by(self, uids: set[str]) -> bool:
         return any(uid in uids for uid in self.owner_uids)
@@ -301,7 +302,9 @@ def pod_view(body: Body) -> PodView:
         container=_container(status),
         deleting=bool(meta.get("deletionTimestamp")),
         owner_uids=tuple(
-            str(ref.get("uid") or "") for ref in meta.get("ownerReferences") or [] if ref
+            str(ref.get("uid") or "")
+            for ref in meta.get("ownerReferences") or []
+            if ref and ref.get("controller")  # the Job controller releases a forged one
         ),
     )
 

@@ -117,6 +117,18 @@ CASES = [
         "a Helm release",
         id="helm-release-secret",
     ),
+    pytest.param(
+        {"runner": {"resources": {"limits": {"memory": "64Gi"}}}},
+        "asks for more memory than this installation allows",
+        "sandbox.maxResources",
+        id="resources-above-maximum",
+    ),
+    pytest.param(
+        {"runner": {"resources": {"requests": {"ephemeral-storage": "1Ti"}}}},
+        "asks for more ephemeral-storage than this installation allows",
+        "200Gi",
+        id="ephemeral-storage-above-maximum",
+    ),
 ]
 
 
@@ -127,6 +139,49 @@ def test_the_sandbox_refuses_at_admission(
     code, err = create(connection(release.namespace, "bad", **spec))
     assert code != 0
     assert "ValidatingAdmissionPolicy" in err and message in err and names in err, err
+    assert kubectl("get", "pconn", "bad", "-n", release.namespace, check=False).returncode != 0
+
+
+#: Refused by the CRD's own rules (no chart policy needed), naming the field and the rule.
+CRD_CASES = [
+    pytest.param(
+        {
+            "type": "filesystem",
+            "source": {
+                "filesystem": {"bucketUrl": "/data/py", "volume": {"configMap": {"name": "py"}}}
+            },
+            "runner": {"env": [{"name": "PYTHONPATH", "value": "/data/py"}]},
+        },
+        "runner.env PYTHONPATH: runner.env may set only",
+        id="PYTHONPATH-onto-a-configMap",
+    ),
+    pytest.param(
+        {"runner": {"env": [{"name": "LD_PRELOAD", "value": "/data/x.so"}]}},
+        "runner.env LD_PRELOAD: runner.env may set only",
+        id="LD_PRELOAD",
+    ),
+    pytest.param(
+        {
+            "type": "filesystem",
+            "source": {"filesystem": {"bucketUrl": "/data/../etc", "volume": {"emptyDir": {}}}},
+        },
+        "filesystem.bucketUrl must name an absolute, normalised path",
+        id="dotdot-mount-path",
+    ),
+    pytest.param(
+        {"destination": {"duckdb": {"path": "/var/lib/datapipelines/warehouse//warehouse.duckdb"}}},
+        "destination.duckdb.path must be an absolute, normalised path",
+        id="double-slash-duckdb-path",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), CRD_CASES)
+def test_hostile_paths_and_env_are_refused_by_the_crd(
+    release: Release, spec: dict, message: str
+) -> None:
+    code, err = create(connection(release.namespace, "bad", **spec))
+    assert code != 0 and message in err, err
     assert kubectl("get", "pconn", "bad", "-n", release.namespace, check=False).returncode != 0
 
 
