@@ -24,7 +24,7 @@ venv: $(STAMP) ## create .venv with the project and its dev tools
 lint: venv ## ruff over the whole tree, mypy over the packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy resources/datapipelines operator/datapipelines api/datapipelines runner-image/datapipelines
+	$(VENV)/bin/mypy resources/datapipelines operator/datapipelines api/datapipelines runner-image/datapipelines mocks/datapipelines
 
 .PHONY: unit
 unit: venv ## unit tests (no cluster)
