@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 
 from . import VENDORS, mock_class, serve
@@ -20,10 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     api = mock_class(args.vendor)(rows=args.rows)  # type: ignore[call-arg]
     with serve(api, port=args.port):
         print(f"{args.vendor} mock on {api.url} (controls: {api.url}/__mock__/stats)", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":
