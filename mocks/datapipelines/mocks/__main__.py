@@ -1,6 +1,6 @@
 """Serve one vendor mock on loopback until interrupted:
 
-    python -m datapipelines.mocks hubspot --port 8801 --rows 200
+python -m datapipelines.mocks hubspot --port 8801 --rows 200
 """
 
 from __future__ import annotations
