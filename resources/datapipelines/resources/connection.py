@@ -190,6 +190,36 @@ class RestApiAuth(K8sModel):
         return self
 
 
+#: A value of a free-form dlt setting that stands for an explicit null (``kubectl apply``
+#: drops nulls): e.g. ``paginator: {type: page_number, total_path: "$null"}``.
+NULL_SPELLING = "$null"
+
+
+class HttpRetry(K8sModel):
+    """How the source's HTTP client retries a 429, a 5xx or a dropped connection. A
+    ``Retry-After`` header is honoured, capped at ``maxDelaySeconds``; otherwise waits grow
+    exponentially (``backoffFactor`` * 2^attempt, capped too). The report counts the waits."""
+
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Tries per request, the first included (SaaS APIs that rate-limit: 8-10).",
+    )
+    backoff_factor: float = Field(
+        default=1.0, ge=0, le=60, description="Seconds multiplied by 2^attempt between tries."
+    )
+    max_delay_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="The longest single wait, a Retry-After header's included.",
+    )
+    timeout_seconds: int = Field(
+        default=60, ge=1, le=600, description="Timeout of one request (connect and read)."
+    )
+
+
 class RestApiSource(K8sModel):
     """Settings of a rest_api source (dlt rest_api)."""
 
@@ -209,6 +239,10 @@ class RestApiSource(K8sModel):
         default_factory=dict,
         description="dlt rest_api resource defaults (free-form).",
         json_schema_extra=crd(**FREE_FORM),
+    )
+    retry: HttpRetry | None = Field(
+        default=None,
+        description="HTTP retries and waits (default: 3 tries, waits capped at 60 s).",
     )
 
 

@@ -26,7 +26,7 @@ import traceback
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from . import dltenv, secrets
+from . import dltenv, httpretry, secrets
 from .errors import EXIT_OK, ConfigError, Failure, classify, one_line
 
 if TYPE_CHECKING:
@@ -223,6 +223,7 @@ def _main(argv: list[str] | None) -> int:
     exit_code = EXIT_OK
     try:
         loaded = config.load(args.config, env, name=args.name)
+        httpretry.apply(loaded.spec)  # before dlt reads its request settings
         data_dir = args.data_dir or env.data_dir
         try:
             pipelines_dir = dltenv.configure(data_dir)
@@ -242,6 +243,7 @@ def _main(argv: list[str] | None) -> int:
     from .sync import RunIdentity, SyncFailed, run_sync
 
     dltenv.patch_csv_row_count()
+    httpretry.install()
     if loaded.spec.type is not SourceType.SQL_DATABASE:
         dltenv.avoid_sqlalchemy()
     if loaded.spec.type is SourceType.REST_API:

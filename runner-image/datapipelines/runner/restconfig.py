@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from datapipelines.resources.connection import (
+    NULL_SPELLING,
     AuthType,
     RestApiAuth,
     RestApiSource,
@@ -50,13 +51,25 @@ def rest_api_config(src: RestApiSource, write_disposition: WriteDisposition) -> 
     auth = rest_api_auth(src.auth)
     if auth is not None:
         client["auth"] = auth
-    defaults = copy.deepcopy(src.resource_defaults)
+    defaults = nulls(copy.deepcopy(src.resource_defaults))
     defaults.setdefault("write_disposition", str(write_disposition))
     return {
         "client": client,
         "resource_defaults": defaults,
-        "resources": [_endpoint_incremental(r) for r in copy.deepcopy(src.resources)],
+        "resources": [_endpoint_incremental(nulls(r)) for r in copy.deepcopy(src.resources)],
     }
+
+
+def nulls(value: Any) -> Any:
+    """``value`` with every ``"$null"`` (NULL_SPELLING) made an explicit None: the spelling of
+    a null dlt needs (``total_path: null``) that ``kubectl apply`` does not drop."""
+    if value == NULL_SPELLING:
+        return None
+    if isinstance(value, dict):
+        return {k: nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [nulls(v) for v in value]
+    return value
 
 
 def _endpoint_incremental(resource: dict[str, Any] | str) -> dict[str, Any] | str:

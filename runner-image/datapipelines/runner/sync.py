@@ -35,7 +35,7 @@ import dlt
 
 from datapipelines.resources.connection import ConnectionSpec, DestinationType, SourceType
 
-from . import dltenv, journal, schemachanges
+from . import dltenv, httpretry, journal, schemachanges
 from .config import pipeline_name
 from .counting import count_loaded_rows
 from .destinations import DestinationSetup, build_destination
@@ -323,6 +323,9 @@ class SyncAttempt:
         self.collector.set_rows_loaded(rows_by_table)
         as_arrow, as_rows = self.built.arrow_page_counts()
         notes = self._recovery_notes(recovery)
+        waits = httpretry.summary()
+        if waits:
+            notes.append(waits)
         if as_arrow or as_rows:
             notes.insert(0, f"pages: {as_arrow} as Arrow tables, {as_rows} as rows")
         counts = self.collector.counts()
