@@ -43,6 +43,7 @@ from .podcontract import (
     mountable_cel,
     normal_path_cel,
 )
+from .saas import HttpRetry, TrelloSource
 
 # --------------------------------------------------------------------------- enums
 
@@ -51,6 +52,7 @@ class SourceType(StrEnum):
     REST_API = "rest_api"
     SQL_DATABASE = "sql_database"
     FILESYSTEM = "filesystem"
+    TRELLO = "trello"
 
 
 #: ``spec.type`` → the key of the matching sub-object of ``spec.source``.
@@ -58,6 +60,7 @@ SOURCE_KEY: dict[SourceType, str] = {
     SourceType.REST_API: "restApi",
     SourceType.SQL_DATABASE: "sqlDatabase",
     SourceType.FILESYSTEM: "filesystem",
+    SourceType.TRELLO: "trello",
 }
 
 
@@ -193,31 +196,6 @@ class RestApiAuth(K8sModel):
 #: A value of a free-form dlt setting that stands for an explicit null (``kubectl apply``
 #: drops nulls): e.g. ``paginator: {type: page_number, total_path: "$null"}``.
 NULL_SPELLING = "$null"
-
-
-class HttpRetry(K8sModel):
-    """How the source's HTTP client retries a 429, a 5xx or a dropped connection. A
-    ``Retry-After`` header is honoured, capped at ``maxDelaySeconds``; otherwise waits grow
-    exponentially (``backoffFactor`` * 2^attempt, capped too). The report counts the waits."""
-
-    max_attempts: int = Field(
-        default=3,
-        ge=1,
-        le=20,
-        description="Tries per request, the first included (SaaS APIs that rate-limit: 8-10).",
-    )
-    backoff_factor: float = Field(
-        default=1.0, ge=0, le=60, description="Seconds multiplied by 2^attempt between tries."
-    )
-    max_delay_seconds: int = Field(
-        default=60,
-        ge=1,
-        le=3600,
-        description="The longest single wait, a Retry-After header's included.",
-    )
-    timeout_seconds: int = Field(
-        default=60, ge=1, le=600, description="Timeout of one request (connect and read)."
-    )
 
 
 class RestApiSource(K8sModel):
@@ -458,6 +436,7 @@ class Source(K8sModel):
     rest_api: RestApiSource | None = None
     sql_database: SqlDatabaseSource | None = None
     filesystem: FilesystemSource | None = None
+    trello: TrelloSource | None = None
 
 
 # --------------------------------------------------------------------------- destination
@@ -794,11 +773,13 @@ class ConnectionSpec(K8sModel):
             **{
                 "x-kubernetes-validations": [
                     cel(
-                        "(self.type == 'rest_api') == has(self.source.restApi) && "
-                        "(self.type == 'sql_database') == has(self.source.sqlDatabase) && "
-                        "(self.type == 'filesystem') == has(self.source.filesystem)",
-                        "spec.source must hold exactly the sub-object matching spec.type "
-                        "(rest_api: restApi, sql_database: sqlDatabase, filesystem: filesystem)",
+                        " && ".join(
+                            f"(self.type == '{t.value}') == has(self.source.{key})"
+                            for t, key in SOURCE_KEY.items()
+                        ),
+                        "spec.source must hold exactly the sub-object matching spec.type ("
+                        + ", ".join(f"{t.value}: {key}" for t, key in SOURCE_KEY.items())
+                        + ")",
                         field=".source",
                     ),
                     cel(
@@ -905,6 +886,8 @@ class ConnectionSpec(K8sModel):
             ]
         if src.sql_database:
             candidates.append(src.sql_database.credentials_secret_ref)
+        if src.trello:
+            candidates += [src.trello.api_key_secret_ref, src.trello.token_secret_ref]
         if self.destination.postgres:
             candidates.append(self.destination.postgres.password_secret_ref)
         for ref in candidates:

@@ -28,7 +28,7 @@ from datapipelines.resources.connection import (
     WriteDisposition,
 )
 
-from . import restclient, secrets
+from . import restclient, saas, secrets
 from .arrowpages import FlatPagesToArrow, dlt_types_to_known
 from .errors import ConfigError
 from .restconfig import rest_api_config
@@ -72,6 +72,11 @@ def dlt_disposition(write_disposition: WriteDisposition) -> TWriteDisposition:
 
 
 def build_source(spec: ConnectionSpec, name: str) -> BuiltSource:
+    if saas.is_saas(spec):
+        src, streams = saas.expand(spec)
+        built = rest_api(src, spec.write_disposition, name)
+        built.source = built.source.with_resources(*streams)
+        return built
     if spec.type is SourceType.REST_API:
         assert spec.source.rest_api is not None
         return rest_api(spec.source.rest_api, spec.write_disposition, name)

@@ -113,6 +113,8 @@ class RunIdentity:
 def describe_source(spec: ConnectionSpec) -> str:
     if spec.source.rest_api is not None and spec.type is SourceType.REST_API:
         return f"rest_api {spec.source.rest_api.base_url}"
+    if spec.source.trello is not None and spec.type is SourceType.TRELLO:
+        return f"trello {spec.source.trello.base_url}"
     if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem
