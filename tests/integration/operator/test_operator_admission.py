@@ -163,6 +163,34 @@ CONNECTION_CASES = [
         "spec.destination.duckdb.volume",
     ),
     (
+        "trello stream unknown",
+        {
+            "type": "trello",
+            "source": {
+                "trello": {
+                    "apiKeySecretRef": {"name": "trello", "key": "key"},
+                    "tokenSecretRef": {"name": "trello", "key": "token"},
+                    "streams": ["cards", "issues"],
+                }
+            },
+        },
+        "spec.source.trello.streams[1]",
+    ),
+    (
+        "trello token reference without its key",
+        {
+            "type": "trello",
+            "source": {
+                "trello": {
+                    "apiKeySecretRef": {"name": "trello", "key": "key"},
+                    "tokenSecretRef": {"name": "trello"},
+                }
+            },
+        },
+        "spec.source.trello.tokenSecretRef.key",
+    ),
+    ("trello without its source", {"type": "trello"}, "spec.source"),
+    (
         "filesystem volume over /tmp",
         {
             "type": "filesystem",

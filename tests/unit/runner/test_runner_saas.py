@@ -1,0 +1,85 @@
+"""SaaS connection types expanded to dlt's rest_api config (spec -> config, no cluster)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from datapipelines.resources.connection import ConnectionSpec, WriteDisposition
+from datapipelines.runner import saas, secrets
+from datapipelines.runner.restconfig import rest_api_config
+
+
+def trello_spec(**source: object) -> ConnectionSpec:
+    return ConnectionSpec.model_validate(
+        {
+            "type": "trello",
+            "schemaName": "trello_data",
+            "source": {
+                "trello": {
+                    "apiKeySecretRef": {"name": "trello", "key": "key"},
+                    "tokenSecretRef": {"name": "trello", "key": "token"},
+                    **source,
+                }
+            },
+        }
+    )
+
+
+@pytest.fixture
+def secret_files(tmp_path: Path):
+    (tmp_path / "trello").mkdir()
+    (tmp_path / "trello" / "key").write_text("k-1")
+    (tmp_path / "trello" / "token").write_text("t-1")
+    secrets.set_secrets_dir(tmp_path)
+    yield
+    secrets.set_secrets_dir(None)
+
+
+def test_trello_expands_to_boards_and_per_board_children(secret_files: None) -> None:
+    src, streams = saas.expand(trello_spec())
+    assert streams == ["boards", "organizations", "lists", "members", "checklists", "cards"]
+    config = rest_api_config(src, WriteDisposition.APPEND)
+    assert config["client"]["base_url"] == "https://api.trello.com/1/"
+    assert config["resource_defaults"]["endpoint"]["params"] == {"key": "k-1", "token": "t-1"}
+    by_name = {r["name"]: r for r in config["resources"]}
+    assert by_name["boards"]["endpoint"]["path"] == "members/me/boards"
+    cards = by_name["cards"]
+    assert cards["endpoint"]["path"] == "boards/{board_id}/cards/all"
+    assert cards["endpoint"]["params"]["board_id"] == {
+        "type": "resolve",
+        "resource": "boards",
+        "field": "id",
+    }
+    assert cards["primary_key"] == "id" and cards["write_disposition"] == "merge"
+    assert cards["include_from_parent"] == ["id"]
+    assert src.retry is not None and src.retry.max_attempts == 8
+
+
+def test_trello_stream_selection_keeps_boards_as_the_parent(secret_files: None) -> None:
+    src, streams = saas.expand(trello_spec(streams=["cards"], boardIds=["b1"]))
+    assert streams == ["cards"]
+    names = [r["name"] for r in src.resources]
+    assert names == ["boards", "cards"]
+    (step,) = src.resources[0]["processing_steps"]
+    assert step["filter"]({"id": "b1"}) and not step["filter"]({"id": "b2"})
+
+
+@pytest.mark.parametrize(
+    ("source", "field"),
+    [
+        ({"streams": ["boards", "issues"]}, "streams"),
+        ({"streams": []}, "streams"),
+        ({"tokenSecretRef": {"name": "trello"}}, "tokenSecretRef"),
+    ],
+)
+def test_trello_refuses_unknown_streams_and_incomplete_references(source: dict, field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        trello_spec(**source)
+
+
+def test_trello_secrets_are_mounted() -> None:
+    refs = trello_spec().secret_refs()
+    assert [(r.name, r.key) for r in refs] == [("trello", "key"), ("trello", "token")]
