@@ -41,6 +41,8 @@ EXACT=""
 NODE_PODS="${KWOK_NODE_PODS:-1000}"
 NODE_CPU="${KWOK_NODE_CPU:-1000}"
 NODE_MEMORY="${KWOK_NODE_MEMORY:-4Ti}"
+# runner pods request ephemeral-storage by default (runner.resources): a node must offer it
+NODE_EPHEMERAL="${KWOK_NODE_EPHEMERAL:-1000Ti}"
 # loopback only: the real kubelet listens on 127.0.0.1, so an apiserver→"kubelet" call for a
 # fake node (kubectl logs/exec) is refused at once instead of reaching the real kubelet
 NODE_IP="${KWOK_NODE_IP:-127.0.0.2}"
@@ -158,8 +160,10 @@ node_manifest() { # NAME
               "kubernetes.io/arch": "amd64", "node-role.kubernetes.io/kwok": ""},
    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
  "spec": {"taints": [{"key": "$NODE_TAINT_KEY", "value": "fake", "effect": "NoSchedule"}]},
- "status": {"allocatable": {"cpu": "$NODE_CPU", "memory": "$NODE_MEMORY", "pods": "$NODE_PODS"},
-            "capacity": {"cpu": "$NODE_CPU", "memory": "$NODE_MEMORY", "pods": "$NODE_PODS"}}}
+ "status": {"allocatable": {"cpu": "$NODE_CPU", "memory": "$NODE_MEMORY", "pods": "$NODE_PODS",
+                            "ephemeral-storage": "$NODE_EPHEMERAL"},
+            "capacity": {"cpu": "$NODE_CPU", "memory": "$NODE_MEMORY", "pods": "$NODE_PODS",
+                         "ephemeral-storage": "$NODE_EPHEMERAL"}}}
 EOF
 }
 
@@ -167,6 +171,14 @@ ensure_nodes() {
   local want have n extra=()
   mapfile -t want < <(node_names)
   mapfile -t have < <(kubectl get nodes -l "$NODE_LABEL" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+  # nodes made before they offered ephemeral-storage are made again (status is set on create)
+  local stale=()
+  mapfile -t stale < <(kubectl get nodes -l "$NODE_LABEL" -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.allocatable.ephemeral-storage}{"\n"}{end}' | awk 'NF == 1 {print $1}')
+  if ((${#stale[@]})); then
+    log "re-creating ${#stale[@]} fake node(s) without ephemeral-storage"
+    kubectl delete node "${stale[@]}" --ignore-not-found --wait=true >/dev/null
+    mapfile -t have < <(kubectl get nodes -l "$NODE_LABEL" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+  fi
   for n in "${have[@]}"; do
     [[ " ${want[*]} " == *" $n "* ]] || extra+=("$n")
   done
