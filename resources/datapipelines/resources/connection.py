@@ -43,7 +43,7 @@ from .podcontract import (
     mountable_cel,
     normal_path_cel,
 )
-from .saas import HttpRetry, TrelloSource
+from .saas import HttpRetry, HubSpotSource, TrelloSource
 
 # --------------------------------------------------------------------------- enums
 
@@ -53,6 +53,7 @@ class SourceType(StrEnum):
     SQL_DATABASE = "sql_database"
     FILESYSTEM = "filesystem"
     TRELLO = "trello"
+    HUBSPOT = "hubspot"
 
 
 #: ``spec.type`` → the key of the matching sub-object of ``spec.source``.
@@ -61,6 +62,7 @@ SOURCE_KEY: dict[SourceType, str] = {
     SourceType.SQL_DATABASE: "sqlDatabase",
     SourceType.FILESYSTEM: "filesystem",
     SourceType.TRELLO: "trello",
+    SourceType.HUBSPOT: "hubspot",
 }
 
 
@@ -437,6 +439,7 @@ class Source(K8sModel):
     sql_database: SqlDatabaseSource | None = None
     filesystem: FilesystemSource | None = None
     trello: TrelloSource | None = None
+    hubspot: HubSpotSource | None = None
 
 
 # --------------------------------------------------------------------------- destination
@@ -888,6 +891,8 @@ class ConnectionSpec(K8sModel):
             candidates.append(src.sql_database.credentials_secret_ref)
         if src.trello:
             candidates += [src.trello.api_key_secret_ref, src.trello.token_secret_ref]
+        if src.hubspot:
+            candidates.append(src.hubspot.token_secret_ref)
         if self.destination.postgres:
             candidates.append(self.destination.postgres.password_secret_ref)
         for ref in candidates:

@@ -82,3 +82,52 @@ class TrelloSource(K8sModel):
         default_factory=lambda: HttpRetry(max_attempts=8),
         description="HTTP retries and waits (Trello: 100 requests per 10 s per token).",
     )
+
+
+class HubSpotStream(StrEnum):
+    CONTACTS = "contacts"
+    COMPANIES = "companies"
+    DEALS = "deals"
+    TICKETS = "tickets"
+    PRODUCTS = "products"
+    LINE_ITEMS = "line_items"
+    CALLS = "calls"
+    EMAILS = "emails"
+    MEETINGS = "meetings"
+    NOTES = "notes"
+    TASKS = "tasks"
+    OWNERS = "owners"
+
+
+#: What the original synced by default: the CRM objects, the engagements and the owners.
+HUBSPOT_DEFAULT_STREAMS = list(HubSpotStream)
+
+
+class HubSpotSource(K8sModel):
+    """HubSpot CRM (v3): the CRM objects and engagements with every property HubSpot lists for
+    them (discovered per object before the sync), and the owners. Each table merges on ``id``."""
+
+    base_url: str = Field(
+        default="https://api.hubapi.com",
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="API root (tests: a local mock).",
+    )
+    token_secret_ref: SecretRef = Field(
+        description="A private app's access token (Authorization: Bearer)."
+    )
+    streams: list[HubSpotStream] = Field(
+        default_factory=lambda: list(HUBSPOT_DEFAULT_STREAMS),
+        min_length=1,
+        description="Tables to sync (default: all of them).",
+        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    )
+    all_properties: bool = Field(
+        default=True,
+        description="Read every property of each object (discovered from "
+        "/crm/v3/properties/{object}); false: HubSpot's default properties only.",
+    )
+    retry: HttpRetry = Field(
+        default_factory=lambda: HttpRetry(max_attempts=8),
+        description="HTTP retries and waits (HubSpot: 100-200 requests per 10 s).",
+    )

@@ -25,6 +25,8 @@ _cap = {"seconds": float(HttpRetry().max_delay_seconds)}
 def policy(spec: ConnectionSpec) -> HttpRetry | None:
     if spec.type is SourceType.TRELLO and spec.source.trello is not None:
         return spec.source.trello.retry
+    if spec.type is SourceType.HUBSPOT and spec.source.hubspot is not None:
+        return spec.source.hubspot.retry
     src = spec.source.rest_api
     return src.retry if spec.type is SourceType.REST_API and src is not None else None
 

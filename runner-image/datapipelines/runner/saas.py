@@ -4,10 +4,11 @@ from the typed sub-object of the shared contract (``datapipelines.resources.saas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from datapipelines.resources.connection import ConnectionSpec, RestApiSource, SourceType
-from datapipelines.resources.saas import TrelloSource, TrelloStream
+from datapipelines.resources.saas import HubSpotSource, HubSpotStream, TrelloSource, TrelloStream
 
 from . import secrets
 
@@ -21,13 +22,16 @@ TRELLO_PER_BOARD: dict[TrelloStream, tuple[str, dict[str, Any]]] = {
 
 
 def is_saas(spec: ConnectionSpec) -> bool:
-    return spec.type is SourceType.TRELLO
+    return spec.type in (SourceType.TRELLO, SourceType.HUBSPOT)
 
 
 def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
-    """The rest_api source of a SaaS connection and the resources to load (the streams)."""
+    """The rest_api source of a SaaS connection and the resources to load (the streams).
+    Sources with a discovery step (HubSpot's properties) send its requests here."""
     if spec.type is SourceType.TRELLO and spec.source.trello is not None:
         return trello(spec.source.trello)
+    if spec.type is SourceType.HUBSPOT and spec.source.hubspot is not None:
+        return hubspot(spec.source.hubspot, discover_properties)
     raise ValueError(f"no SaaS expansion for type {spec.type.value}")
 
 
@@ -79,6 +83,61 @@ def trello(src: TrelloSource) -> tuple[RestApiSource, list[str]]:
         base_url=src.base_url.rstrip("/") + "/",
         resources=resources,
         resource_defaults={"endpoint": {"params": params}},
+        retry=src.retry,
+    )
+    return source, [s.value for s in src.streams]
+
+
+# --- HubSpot --------------------------------------------------------------------------------
+
+#: Properties per request: HubSpot answers 414 past ~8 KiB of URL; every property name fits.
+HUBSPOT_MAX_PROPERTIES = 400
+PropertyFinder = Callable[[str, str, str], list[str]]
+
+
+def discover_properties(base_url: str, token: str, kind: str) -> list[str]:
+    """The discovery step: every property HubSpot lists for ``kind`` (one request, with dlt's
+    retrying HTTP client: a 429 is waited out)."""
+    from dlt.sources.helpers.requests import client
+
+    response = client.get(
+        f"{base_url.rstrip('/')}/crm/v3/properties/{kind}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    response.raise_for_status()
+    return sorted(str(p["name"]) for p in response.json().get("results", []) if p.get("name"))
+
+
+def hubspot(src: HubSpotSource, find: PropertyFinder) -> tuple[RestApiSource, list[str]]:
+    """Each CRM object listed with ``paging.next.after`` as the cursor (100 per page) and, with
+    ``allProperties``, every property discovered for it; the owners the same way."""
+    token = secrets.read(src.token_secret_ref)
+    paginator = {"type": "cursor", "cursor_path": "paging.next.after", "cursor_param": "after"}
+    resources: list[dict[str, Any]] = []
+    for stream in src.streams:
+        path = "crm/v3/owners" if stream is HubSpotStream.OWNERS else f"crm/v3/objects/{stream}"
+        params: dict[str, Any] = {"limit": 100}
+        if src.all_properties and stream is not HubSpotStream.OWNERS:
+            names = find(src.base_url, token, stream.value)[:HUBSPOT_MAX_PROPERTIES]
+            if names:
+                params["properties"] = ",".join(names)
+        resources.append(
+            {
+                "name": stream.value,
+                "endpoint": {
+                    "path": path,
+                    "params": params,
+                    "data_selector": "results",
+                    "paginator": paginator,
+                },
+                "primary_key": "id",
+                "write_disposition": "merge",
+            }
+        )
+    source = RestApiSource(
+        base_url=src.base_url.rstrip("/") + "/",
+        resources=resources,
+        resource_defaults={"endpoint": {"headers": {"Authorization": f"Bearer {token}"}}},
         retry=src.retry,
     )
     return source, [s.value for s in src.streams]

@@ -115,6 +115,8 @@ def describe_source(spec: ConnectionSpec) -> str:
         return f"rest_api {spec.source.rest_api.base_url}"
     if spec.source.trello is not None and spec.type is SourceType.TRELLO:
         return f"trello {spec.source.trello.base_url}"
+    if spec.source.hubspot is not None and spec.type is SourceType.HUBSPOT:
+        return f"hubspot {spec.source.hubspot.base_url}"
     if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem

@@ -83,3 +83,54 @@ def test_trello_refuses_unknown_streams_and_incomplete_references(source: dict, 
 def test_trello_secrets_are_mounted() -> None:
     refs = trello_spec().secret_refs()
     assert [(r.name, r.key) for r in refs] == [("trello", "key"), ("trello", "token")]
+
+
+def hubspot_spec(**source: object) -> ConnectionSpec:
+    return ConnectionSpec.model_validate(
+        {
+            "type": "hubspot",
+            "schemaName": "crm",
+            "source": {
+                "hubspot": {"tokenSecretRef": {"name": "hubspot", "key": "token"}, **source}
+            },
+        }
+    )
+
+
+@pytest.fixture
+def hubspot_secret(tmp_path: Path):
+    (tmp_path / "hubspot").mkdir()
+    (tmp_path / "hubspot" / "token").write_text("pat-1")
+    secrets.set_secrets_dir(tmp_path)
+    yield
+    secrets.set_secrets_dir(None)
+
+
+def test_hubspot_lists_each_object_with_its_discovered_properties(hubspot_secret: None) -> None:
+    asked: list[tuple[str, str, str]] = []
+
+    def find(base: str, token: str, kind: str) -> list[str]:
+        asked.append((base, token, kind))
+        return ["email", "hs_lastmodifieddate"]
+
+    spec = hubspot_spec(streams=["contacts", "owners"])
+    assert spec.source.hubspot is not None
+    src, streams = saas.hubspot(spec.source.hubspot, find)
+    assert streams == ["contacts", "owners"]
+    assert asked == [("https://api.hubapi.com", "pat-1", "contacts")]  # owners: no discovery
+    config = rest_api_config(src, WriteDisposition.APPEND)
+    contacts, owners = config["resources"]
+    assert contacts["endpoint"]["path"] == "crm/v3/objects/contacts"
+    assert contacts["endpoint"]["params"] == {
+        "limit": 100,
+        "properties": "email,hs_lastmodifieddate",
+    }
+    assert contacts["endpoint"]["paginator"] == {
+        "type": "cursor",
+        "cursor_path": "paging.next.after",
+        "cursor_param": "after",
+    }
+    assert owners["endpoint"]["path"] == "crm/v3/owners"
+    assert config["resource_defaults"]["endpoint"]["headers"] == {"Authorization": "Bearer pat-1"}
+    src, _ = saas.hubspot(hubspot_spec(allProperties=False).source.hubspot, find)  # type: ignore[arg-type]
+    assert all("properties" not in r["endpoint"]["params"] for r in src.resources)
