@@ -8,6 +8,7 @@ import base64
 import pytest
 
 from datapipelines.mocks import serve
+from datapipelines.mocks.hubspot import HubSpotApi
 from datapipelines.mocks.trello import TrelloApi
 from tests.integration.operator.opcluster import Cluster
 from tests.support.processes import OperatorProcess
@@ -55,3 +56,31 @@ async def test_a_trello_connection_syncs_its_mock_with_exact_counts(
     assert status["phase"] == "Succeeded", status
     loaded = status["result"]["progressCounts"]["load"]
     assert {t: loaded.get(t) for t in TABLES} == {t: expected[t] for t in TABLES}
+
+
+async def test_a_hubspot_connection_syncs_its_mock_with_exact_counts(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    await secret(cluster, "hubspot", {"token": "hubspot-token"})
+    with serve(HubSpotApi(rows=30)) as api:
+        await cluster.connection(
+            "crm",
+            type="hubspot",
+            schemaName="crm",
+            source={
+                "hubspot": {
+                    "baseUrl": api.url,
+                    "tokenSecretRef": {"name": "hubspot", "key": "token"},
+                    "streams": ["contacts", "deals", "owners"],
+                }
+            },
+            retries=0,
+        )
+        await cluster.run("crm-1", "crm")
+        run = await cluster.wait_phase("crm-1", "Succeeded", "Failed", seconds=240)
+        expected = api.expected_counts()
+    status = run["status"]
+    assert status["phase"] == "Succeeded", status
+    loaded = status["result"]["progressCounts"]["load"]
+    streams = ("contacts", "deals", "owners")
+    assert {t: loaded.get(t) for t in streams} == {t: expected[t] for t in streams}
