@@ -43,7 +43,7 @@ from .podcontract import (
     mountable_cel,
     normal_path_cel,
 )
-from .saas import HttpRetry, HubSpotSource, TrelloSource
+from .saas import HttpRetry, HubSpotSource, IntercomSource, TrelloSource
 
 # --------------------------------------------------------------------------- enums
 
@@ -54,6 +54,7 @@ class SourceType(StrEnum):
     FILESYSTEM = "filesystem"
     TRELLO = "trello"
     HUBSPOT = "hubspot"
+    INTERCOM = "intercom"
 
 
 #: ``spec.type`` → the key of the matching sub-object of ``spec.source``.
@@ -63,6 +64,7 @@ SOURCE_KEY: dict[SourceType, str] = {
     SourceType.FILESYSTEM: "filesystem",
     SourceType.TRELLO: "trello",
     SourceType.HUBSPOT: "hubspot",
+    SourceType.INTERCOM: "intercom",
 }
 
 
@@ -440,6 +442,7 @@ class Source(K8sModel):
     filesystem: FilesystemSource | None = None
     trello: TrelloSource | None = None
     hubspot: HubSpotSource | None = None
+    intercom: IntercomSource | None = None
 
 
 # --------------------------------------------------------------------------- destination
@@ -893,6 +896,8 @@ class ConnectionSpec(K8sModel):
             candidates += [src.trello.api_key_secret_ref, src.trello.token_secret_ref]
         if src.hubspot:
             candidates.append(src.hubspot.token_secret_ref)
+        if src.intercom:
+            candidates.append(src.intercom.token_secret_ref)
         if self.destination.postgres:
             candidates.append(self.destination.postgres.password_secret_ref)
         for ref in candidates:

@@ -131,3 +131,55 @@ class HubSpotSource(K8sModel):
         default_factory=lambda: HttpRetry(max_attempts=8),
         description="HTTP retries and waits (HubSpot: 100-200 requests per 10 s).",
     )
+
+
+class IntercomStream(StrEnum):
+    CONTACTS = "contacts"
+    COMPANIES = "companies"
+    CONVERSATIONS = "conversations"
+    CONVERSATION_PARTS = "conversation_parts"
+    TICKETS = "tickets"
+    ADMINS = "admins"
+    TEAMS = "teams"
+    TAGS = "tags"
+
+
+#: What the original synced by default (admins, teams, tags: on request).
+INTERCOM_DEFAULT_STREAMS = [
+    IntercomStream.CONTACTS,
+    IntercomStream.COMPANIES,
+    IntercomStream.CONVERSATIONS,
+    IntercomStream.CONVERSATION_PARTS,
+    IntercomStream.TICKETS,
+]
+
+
+class IntercomSource(K8sModel):
+    """Intercom (REST API 2.x): contacts, companies, conversations with their parts, tickets,
+    and on request admins, teams and tags. Each table merges on ``id``."""
+
+    base_url: str = Field(
+        default="https://api.intercom.io",
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="API root: https://api.intercom.io (US), https://api.eu.intercom.io, "
+        "https://api.au.intercom.io, or a local mock.",
+    )
+    token_secret_ref: SecretRef = Field(description="An access token (Authorization: Bearer).")
+    api_version: str = Field(
+        default="2.14",
+        max_length=16,
+        pattern=r"^([0-9]+\.[0-9]+|Unstable)$",
+        description="The Intercom-Version header.",
+    )
+    streams: list[IntercomStream] = Field(
+        default_factory=lambda: list(INTERCOM_DEFAULT_STREAMS),
+        min_length=1,
+        description="Tables to sync (default: contacts, companies, conversations, "
+        "conversation_parts, tickets). conversation_parts reads each conversation.",
+        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    )
+    retry: HttpRetry = Field(
+        default_factory=lambda: HttpRetry(max_attempts=8),
+        description="HTTP retries and waits (Intercom: 10,000 requests per minute per app).",
+    )

@@ -27,6 +27,8 @@ def policy(spec: ConnectionSpec) -> HttpRetry | None:
         return spec.source.trello.retry
     if spec.type is SourceType.HUBSPOT and spec.source.hubspot is not None:
         return spec.source.hubspot.retry
+    if spec.type is SourceType.INTERCOM and spec.source.intercom is not None:
+        return spec.source.intercom.retry
     src = spec.source.rest_api
     return src.retry if spec.type is SourceType.REST_API and src is not None else None
 

@@ -8,7 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from datapipelines.resources.connection import ConnectionSpec, RestApiSource, SourceType
-from datapipelines.resources.saas import HubSpotSource, HubSpotStream, TrelloSource, TrelloStream
+from datapipelines.resources.saas import (
+    HubSpotSource,
+    HubSpotStream,
+    IntercomSource,
+    IntercomStream,
+    TrelloSource,
+    TrelloStream,
+)
 
 from . import secrets
 
@@ -22,7 +29,7 @@ TRELLO_PER_BOARD: dict[TrelloStream, tuple[str, dict[str, Any]]] = {
 
 
 def is_saas(spec: ConnectionSpec) -> bool:
-    return spec.type in (SourceType.TRELLO, SourceType.HUBSPOT)
+    return spec.type in (SourceType.TRELLO, SourceType.HUBSPOT, SourceType.INTERCOM)
 
 
 def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
@@ -32,6 +39,8 @@ def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
         return trello(spec.source.trello)
     if spec.type is SourceType.HUBSPOT and spec.source.hubspot is not None:
         return hubspot(spec.source.hubspot, discover_properties)
+    if spec.type is SourceType.INTERCOM and spec.source.intercom is not None:
+        return intercom(spec.source.intercom)
     raise ValueError(f"no SaaS expansion for type {spec.type.value}")
 
 
@@ -138,6 +147,119 @@ def hubspot(src: HubSpotSource, find: PropertyFinder) -> tuple[RestApiSource, li
         base_url=src.base_url.rstrip("/") + "/",
         resources=resources,
         resource_defaults={"endpoint": {"headers": {"Authorization": f"Bearer {token}"}}},
+        retry=src.retry,
+    )
+    return source, [s.value for s in src.streams]
+
+
+# --- Intercom -------------------------------------------------------------------------------
+
+#: Intercom's list cursor: the next page's ``starting_after`` in ``pages.next``.
+INTERCOM_CURSOR = {
+    "type": "cursor",
+    "cursor_path": "pages.next.starting_after",
+    "cursor_param": "starting_after",
+}
+#: Single-page lists: (path, the key holding the rows).
+INTERCOM_SMALL: dict[IntercomStream, tuple[str, str]] = {
+    IntercomStream.ADMINS: ("admins", "admins"),
+    IntercomStream.TEAMS: ("teams", "teams"),
+    IntercomStream.TAGS: ("tags", "data"),
+}
+
+
+def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
+    """Contacts and conversations by cursor (``starting_after``, 150 per page), companies by
+    page (50 per page), tickets through the search API (the cursor in the body), and each
+    conversation read whole for its parts (``_conversations_id`` ties a part to it)."""
+    token = secrets.read(src.token_secret_ref)
+    streams = set(src.streams)
+    resources: list[dict[str, Any]] = []
+
+    def add(name: str, endpoint: dict[str, Any], **extra: Any) -> None:
+        resources.append(_merged(name, endpoint, **extra))
+
+    if IntercomStream.CONTACTS in streams:
+        add(
+            "contacts",
+            {
+                "path": "contacts",
+                "params": {"per_page": 150},
+                "data_selector": "data",
+                "paginator": INTERCOM_CURSOR,
+            },
+        )
+    if IntercomStream.COMPANIES in streams:
+        add(
+            "companies",
+            {
+                "path": "companies",
+                "params": {"per_page": 50},
+                "data_selector": "data",
+                "paginator": {
+                    "type": "page_number",
+                    "base_page": 1,
+                    "page_param": "page",
+                    "total_path": "pages.total_pages",
+                },
+            },
+        )
+    if streams & {IntercomStream.CONVERSATIONS, IntercomStream.CONVERSATION_PARTS}:
+        add(
+            "conversations",
+            {
+                "path": "conversations",
+                "params": {"per_page": 150},
+                "data_selector": "conversations",
+                "paginator": INTERCOM_CURSOR,
+            },
+        )
+    if IntercomStream.CONVERSATION_PARTS in streams:
+        add(
+            "conversation_parts",
+            {
+                "path": "conversations/{conversation_id}",
+                "params": {
+                    "conversation_id": {
+                        "type": "resolve",
+                        "resource": "conversations",
+                        "field": "id",
+                    }
+                },
+                "data_selector": "conversation_parts.conversation_parts",
+            },
+            include_from_parent=["id"],
+        )
+    if IntercomStream.TICKETS in streams:
+        add(
+            "tickets",
+            {
+                "path": "tickets/search",
+                "method": "POST",
+                "json": {
+                    "query": {"field": "updated_at", "operator": ">", "value": 0},
+                    "pagination": {"per_page": 150},
+                },
+                "data_selector": "tickets",
+                "paginator": {
+                    "type": "cursor",
+                    "cursor_path": "pages.next.starting_after",
+                    "cursor_body_path": "pagination.starting_after",
+                },
+            },
+        )
+    for stream, (path, key) in INTERCOM_SMALL.items():
+        if stream in streams:
+            add(stream.value, {"path": path, "data_selector": key})
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Intercom-Version": src.api_version,
+        "Accept": "application/json",
+    }
+    source = RestApiSource(
+        base_url=src.base_url.rstrip("/") + "/",
+        resources=resources,
+        resource_defaults={"endpoint": {"headers": headers}},
         retry=src.retry,
     )
     return source, [s.value for s in src.streams]

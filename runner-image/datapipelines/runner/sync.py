@@ -117,6 +117,8 @@ def describe_source(spec: ConnectionSpec) -> str:
         return f"trello {spec.source.trello.base_url}"
     if spec.source.hubspot is not None and spec.type is SourceType.HUBSPOT:
         return f"hubspot {spec.source.hubspot.base_url}"
+    if spec.source.intercom is not None and spec.type is SourceType.INTERCOM:
+        return f"intercom {spec.source.intercom.base_url}"
     if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem

@@ -9,6 +9,7 @@ import pytest
 
 from datapipelines.mocks import serve
 from datapipelines.mocks.hubspot import HubSpotApi
+from datapipelines.mocks.intercom import IntercomApi
 from datapipelines.mocks.trello import TrelloApi
 from tests.integration.operator.opcluster import Cluster
 from tests.support.processes import OperatorProcess
@@ -83,4 +84,31 @@ async def test_a_hubspot_connection_syncs_its_mock_with_exact_counts(
     assert status["phase"] == "Succeeded", status
     loaded = status["result"]["progressCounts"]["load"]
     streams = ("contacts", "deals", "owners")
+    assert {t: loaded.get(t) for t in streams} == {t: expected[t] for t in streams}
+
+
+async def test_an_intercom_connection_syncs_its_mock_with_exact_counts(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    await secret(cluster, "intercom", {"token": "intercom-token"})
+    with serve(IntercomApi(rows=40)) as api:
+        await cluster.connection(
+            "support",
+            type="intercom",
+            schemaName="support",
+            source={
+                "intercom": {
+                    "baseUrl": api.url,
+                    "tokenSecretRef": {"name": "intercom", "key": "token"},
+                }
+            },
+            retries=0,
+        )
+        await cluster.run("support-1", "support")
+        run = await cluster.wait_phase("support-1", "Succeeded", "Failed", seconds=240)
+        expected = api.expected_counts()
+    status = run["status"]
+    assert status["phase"] == "Succeeded", status
+    loaded = status["result"]["progressCounts"]["load"]
+    streams = ("contacts", "companies", "conversations", "conversation_parts", "tickets")
     assert {t: loaded.get(t) for t in streams} == {t: expected[t] for t in streams}

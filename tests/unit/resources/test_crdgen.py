@@ -112,7 +112,14 @@ def test_enums_and_defaults() -> None:
     spec = node("pipelineconnections", "spec")["properties"]
     assert spec["concurrencyPolicy"]["enum"] == ["Forbid", "Queue", "Replace"]
     assert spec["concurrencyPolicy"]["default"] == "Forbid"
-    assert spec["type"]["enum"] == ["rest_api", "sql_database", "filesystem", "trello", "hubspot"]
+    assert spec["type"]["enum"] == [
+        "rest_api",
+        "sql_database",
+        "filesystem",
+        "trello",
+        "hubspot",
+        "intercom",
+    ]
     assert spec["destination"]["default"] == {"type": "duckdb"}
     assert node("pipelineruns", "status.phase")["enum"] == [
         "Queued",

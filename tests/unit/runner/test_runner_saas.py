@@ -134,3 +134,31 @@ def test_hubspot_lists_each_object_with_its_discovered_properties(hubspot_secret
     assert config["resource_defaults"]["endpoint"]["headers"] == {"Authorization": "Bearer pat-1"}
     src, _ = saas.hubspot(hubspot_spec(allProperties=False).source.hubspot, find)  # type: ignore[arg-type]
     assert all("properties" not in r["endpoint"]["params"] for r in src.resources)
+
+
+def test_intercom_lists_by_cursor_and_page_and_searches_tickets(tmp_path: Path) -> None:
+    (tmp_path / "intercom").mkdir()
+    (tmp_path / "intercom" / "token").write_text("ic-1")
+    secrets.set_secrets_dir(tmp_path)
+    try:
+        spec = ConnectionSpec.model_validate(
+            {
+                "type": "intercom",
+                "schemaName": "support",
+                "source": {"intercom": {"tokenSecretRef": {"name": "intercom", "key": "token"}}},
+            }
+        )
+        src, streams = saas.expand(spec)
+    finally:
+        secrets.set_secrets_dir(None)
+    assert streams == ["contacts", "companies", "conversations", "conversation_parts", "tickets"]
+    by_name = {r["name"]: r for r in src.resources}
+    assert by_name["contacts"]["endpoint"]["paginator"]["cursor_param"] == "starting_after"
+    assert by_name["companies"]["endpoint"]["paginator"]["type"] == "page_number"
+    tickets = by_name["tickets"]["endpoint"]
+    assert tickets["method"] == "POST"
+    assert tickets["paginator"]["cursor_body_path"] == "pagination.starting_after"
+    parts = by_name["conversation_parts"]
+    assert parts["endpoint"]["data_selector"] == "conversation_parts.conversation_parts"
+    headers = src.resource_defaults["endpoint"]["headers"]
+    assert headers["Authorization"] == "Bearer ic-1" and headers["Intercom-Version"] == "2.14"
