@@ -43,7 +43,7 @@ from .podcontract import (
     mountable_cel,
     normal_path_cel,
 )
-from .saas import HttpRetry, HubSpotSource, IntercomSource, TrelloSource
+from .saas import CalendlySource, HttpRetry, HubSpotSource, IntercomSource, TrelloSource
 
 # --------------------------------------------------------------------------- enums
 
@@ -55,6 +55,7 @@ class SourceType(StrEnum):
     TRELLO = "trello"
     HUBSPOT = "hubspot"
     INTERCOM = "intercom"
+    CALENDLY = "calendly"
 
 
 #: ``spec.type`` → the key of the matching sub-object of ``spec.source``.
@@ -65,6 +66,7 @@ SOURCE_KEY: dict[SourceType, str] = {
     SourceType.TRELLO: "trello",
     SourceType.HUBSPOT: "hubspot",
     SourceType.INTERCOM: "intercom",
+    SourceType.CALENDLY: "calendly",
 }
 
 
@@ -443,6 +445,7 @@ class Source(K8sModel):
     trello: TrelloSource | None = None
     hubspot: HubSpotSource | None = None
     intercom: IntercomSource | None = None
+    calendly: CalendlySource | None = None
 
 
 # --------------------------------------------------------------------------- destination
@@ -898,6 +901,8 @@ class ConnectionSpec(K8sModel):
             candidates.append(src.hubspot.token_secret_ref)
         if src.intercom:
             candidates.append(src.intercom.token_secret_ref)
+        if src.calendly:
+            candidates.append(src.calendly.token_secret_ref)
         if self.destination.postgres:
             candidates.append(self.destination.postgres.password_secret_ref)
         for ref in candidates:

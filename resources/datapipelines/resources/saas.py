@@ -183,3 +183,47 @@ class IntercomSource(K8sModel):
         default_factory=lambda: HttpRetry(max_attempts=8),
         description="HTTP retries and waits (Intercom: 10,000 requests per minute per app).",
     )
+
+
+class CalendlyStream(StrEnum):
+    ORGANIZATIONS = "organizations"
+    ORGANIZATION_MEMBERSHIPS = "organization_memberships"
+    USERS = "users"
+    EVENT_TYPES = "event_types"
+    SCHEDULED_EVENTS = "scheduled_events"
+    SCHEDULED_EVENT_INVITEES = "scheduled_event_invitees"
+
+
+CALENDLY_DEFAULT_STREAMS = list(CalendlyStream)
+
+
+class CalendlySource(K8sModel):
+    """Calendly (API v2): the token's organization, its memberships and users, event types,
+    scheduled events (active and canceled, from ``startDate`` on) and each event's invitees.
+    Each table merges on ``uri``."""
+
+    base_url: str = Field(
+        default="https://api.calendly.com",
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="API root (tests: a local mock).",
+    )
+    token_secret_ref: SecretRef = Field(
+        description="A personal access token or OAuth access token (Authorization: Bearer)."
+    )
+    streams: list[CalendlyStream] = Field(
+        default_factory=lambda: list(CALENDLY_DEFAULT_STREAMS),
+        min_length=1,
+        description="Tables to sync (default: all of them).",
+        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    )
+    start_date: str | None = Field(
+        default=None,
+        max_length=40,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2}))?$",
+        description="Scheduled events starting at or after this date/time (default: all).",
+    )
+    retry: HttpRetry = Field(
+        default_factory=lambda: HttpRetry(max_attempts=8),
+        description="HTTP retries and waits (Calendly: about 500 requests per minute).",
+    )

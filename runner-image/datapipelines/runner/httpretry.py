@@ -29,6 +29,8 @@ def policy(spec: ConnectionSpec) -> HttpRetry | None:
         return spec.source.hubspot.retry
     if spec.type is SourceType.INTERCOM and spec.source.intercom is not None:
         return spec.source.intercom.retry
+    if spec.type is SourceType.CALENDLY and spec.source.calendly is not None:
+        return spec.source.calendly.retry
     src = spec.source.rest_api
     return src.retry if spec.type is SourceType.REST_API and src is not None else None
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from datapipelines.resources.connection import ConnectionSpec, RestApiSource, SourceType
 from datapipelines.resources.saas import (
+    CalendlySource,
+    CalendlyStream,
     HubSpotSource,
     HubSpotStream,
     IntercomSource,
@@ -28,8 +30,11 @@ TRELLO_PER_BOARD: dict[TrelloStream, tuple[str, dict[str, Any]]] = {
 }
 
 
+SAAS_TYPES = (SourceType.TRELLO, SourceType.HUBSPOT, SourceType.INTERCOM, SourceType.CALENDLY)
+
+
 def is_saas(spec: ConnectionSpec) -> bool:
-    return spec.type in (SourceType.TRELLO, SourceType.HUBSPOT, SourceType.INTERCOM)
+    return spec.type in SAAS_TYPES
 
 
 def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
@@ -41,6 +46,8 @@ def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
         return hubspot(spec.source.hubspot, discover_properties)
     if spec.type is SourceType.INTERCOM and spec.source.intercom is not None:
         return intercom(spec.source.intercom)
+    if spec.type is SourceType.CALENDLY and spec.source.calendly is not None:
+        return calendly(spec.source.calendly, discover_organization)
     raise ValueError(f"no SaaS expansion for type {spec.type.value}")
 
 
@@ -260,6 +267,127 @@ def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
         base_url=src.base_url.rstrip("/") + "/",
         resources=resources,
         resource_defaults={"endpoint": {"headers": headers}},
+        retry=src.retry,
+    )
+    return source, [s.value for s in src.streams]
+
+
+# --- Calendly -------------------------------------------------------------------------------
+
+OrganizationFinder = Callable[[str, str], str]
+CALENDLY_PAGES = {"type": "json_link", "next_url_path": "pagination.next_page"}
+
+
+def discover_organization(base_url: str, token: str) -> str:
+    """The discovery step: the token's organization URI (``GET /users/me``)."""
+    from dlt.sources.helpers.requests import client
+
+    response = client.get(
+        f"{base_url.rstrip('/')}/users/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    response.raise_for_status()
+    return str(response.json()["resource"]["current_organization"])
+
+
+def uuid_of(field: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A step adding ``<field>_uuid``: the last segment of a Calendly resource URI, which the
+    per-item child requests need (``/scheduled_events/{uuid}/invitees``)."""
+    path = field.split(".")
+
+    def add(item: dict[str, Any]) -> dict[str, Any]:
+        value: Any = item
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            item[f"{path[0]}_uuid"] = value.rstrip("/").rsplit("/", 1)[-1]
+        return item
+
+    return add
+
+
+def calendly(src: CalendlySource, find: OrganizationFinder) -> tuple[RestApiSource, list[str]]:
+    """The organization discovered from ``/users/me``; memberships, event types and scheduled
+    events listed for it (100 per page, following ``pagination.next_page``); users read per
+    membership and invitees per event. Every table merges on ``uri``."""
+    token = secrets.read(src.token_secret_ref)
+    organization = find(src.base_url, token)
+    org = {"organization": organization, "count": 100}
+    streams = set(src.streams)
+    resources: list[dict[str, Any]] = []
+
+    def add(name: str, endpoint: dict[str, Any], **extra: Any) -> None:
+        resources.append(
+            {
+                "name": name,
+                "endpoint": {
+                    "paginator": CALENDLY_PAGES,
+                    "data_selector": "collection",
+                    **endpoint,
+                },
+                "primary_key": "uri",
+                "write_disposition": "merge",
+                **extra,
+            }
+        )
+
+    if CalendlyStream.ORGANIZATIONS in streams:
+        add(
+            "organizations",
+            {"path": organization, "paginator": "single_page", "data_selector": "resource"},
+        )
+    if streams & {CalendlyStream.ORGANIZATION_MEMBERSHIPS, CalendlyStream.USERS}:
+        add(
+            "organization_memberships",
+            {"path": "organization_memberships", "params": dict(org)},
+            processing_steps=[{"map": uuid_of("user.uri")}],
+        )
+    if CalendlyStream.USERS in streams:
+        add(
+            "users",
+            {
+                "path": "users/{user_uuid}",
+                "params": {
+                    "user_uuid": {
+                        "type": "resolve",
+                        "resource": "organization_memberships",
+                        "field": "user_uuid",
+                    }
+                },
+                "paginator": "single_page",
+                "data_selector": "resource",
+            },
+        )
+    if CalendlyStream.EVENT_TYPES in streams:
+        add("event_types", {"path": "event_types", "params": dict(org)})
+    if streams & {CalendlyStream.SCHEDULED_EVENTS, CalendlyStream.SCHEDULED_EVENT_INVITEES}:
+        params: dict[str, Any] = {**org, "sort": "start_time:asc"}
+        if src.start_date:
+            params["min_start_time"] = src.start_date
+        add(
+            "scheduled_events",
+            {"path": "scheduled_events", "params": params},
+            processing_steps=[{"map": uuid_of("uri")}],
+        )
+    if CalendlyStream.SCHEDULED_EVENT_INVITEES in streams:
+        add(
+            "scheduled_event_invitees",
+            {
+                "path": "scheduled_events/{event_uuid}/invitees",
+                "params": {
+                    "event_uuid": {
+                        "type": "resolve",
+                        "resource": "scheduled_events",
+                        "field": "uri_uuid",
+                    },
+                    "count": 100,
+                },
+            },
+            include_from_parent=["uri"],
+        )
+    source = RestApiSource(
+        base_url=src.base_url.rstrip("/") + "/",
+        resources=resources,
+        resource_defaults={"endpoint": {"headers": {"Authorization": f"Bearer {token}"}}},
         retry=src.retry,
     )
     return source, [s.value for s in src.streams]

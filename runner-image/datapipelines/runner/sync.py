@@ -119,6 +119,8 @@ def describe_source(spec: ConnectionSpec) -> str:
         return f"hubspot {spec.source.hubspot.base_url}"
     if spec.source.intercom is not None and spec.type is SourceType.INTERCOM:
         return f"intercom {spec.source.intercom.base_url}"
+    if spec.source.calendly is not None and spec.type is SourceType.CALENDLY:
+        return f"calendly {spec.source.calendly.base_url}"
     if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem

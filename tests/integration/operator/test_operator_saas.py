@@ -8,6 +8,7 @@ import base64
 import pytest
 
 from datapipelines.mocks import serve
+from datapipelines.mocks.calendly import CalendlyApi
 from datapipelines.mocks.hubspot import HubSpotApi
 from datapipelines.mocks.intercom import IntercomApi
 from datapipelines.mocks.trello import TrelloApi
@@ -112,3 +113,29 @@ async def test_an_intercom_connection_syncs_its_mock_with_exact_counts(
     loaded = status["result"]["progressCounts"]["load"]
     streams = ("contacts", "companies", "conversations", "conversation_parts", "tickets")
     assert {t: loaded.get(t) for t in streams} == {t: expected[t] for t in streams}
+
+
+async def test_a_calendly_connection_syncs_its_mock_with_exact_counts(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    await secret(cluster, "calendly", {"token": "calendly-token"})
+    with serve(CalendlyApi(rows=30)) as api:
+        await cluster.connection(
+            "meetings",
+            type="calendly",
+            schemaName="meetings",
+            source={
+                "calendly": {
+                    "baseUrl": api.url,
+                    "tokenSecretRef": {"name": "calendly", "key": "token"},
+                }
+            },
+            retries=0,
+        )
+        await cluster.run("meetings-1", "meetings")
+        run = await cluster.wait_phase("meetings-1", "Succeeded", "Failed", seconds=240)
+        expected = api.expected_counts()
+    status = run["status"]
+    assert status["phase"] == "Succeeded", status
+    loaded = status["result"]["progressCounts"]["load"]
+    assert {t: loaded.get(t) for t in expected} == expected

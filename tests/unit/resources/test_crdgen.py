@@ -119,6 +119,7 @@ def test_enums_and_defaults() -> None:
         "trello",
         "hubspot",
         "intercom",
+        "calendly",
     ]
     assert spec["destination"]["default"] == {"type": "duckdb"}
     assert node("pipelineruns", "status.phase")["enum"] == [

@@ -162,3 +162,41 @@ def test_intercom_lists_by_cursor_and_page_and_searches_tickets(tmp_path: Path) 
     assert parts["endpoint"]["data_selector"] == "conversation_parts.conversation_parts"
     headers = src.resource_defaults["endpoint"]["headers"]
     assert headers["Authorization"] == "Bearer ic-1" and headers["Intercom-Version"] == "2.14"
+
+
+def test_calendly_discovers_the_organization_and_follows_next_page(tmp_path: Path) -> None:
+    (tmp_path / "calendly").mkdir()
+    (tmp_path / "calendly" / "token").write_text("cal-1")
+    secrets.set_secrets_dir(tmp_path)
+    org = "https://api.calendly.com/organizations/ORG1"
+    try:
+        spec = ConnectionSpec.model_validate(
+            {
+                "type": "calendly",
+                "schemaName": "meetings",
+                "source": {
+                    "calendly": {
+                        "tokenSecretRef": {"name": "calendly", "key": "token"},
+                        "startDate": "2024-06-01",
+                    }
+                },
+            }
+        )
+        assert spec.source.calendly is not None
+        src, streams = saas.calendly(spec.source.calendly, lambda base, token: org)
+    finally:
+        secrets.set_secrets_dir(None)
+    by_name = {r["name"]: r for r in src.resources}
+    events = by_name["scheduled_events"]["endpoint"]
+    assert events["params"] == {
+        "organization": org,
+        "count": 100,
+        "sort": "start_time:asc",
+        "min_start_time": "2024-06-01",
+    }
+    assert events["paginator"] == {"type": "json_link", "next_url_path": "pagination.next_page"}
+    assert by_name["organizations"]["endpoint"]["path"] == org
+    assert by_name["scheduled_event_invitees"]["primary_key"] == "uri"
+    step = saas.uuid_of("user.uri")
+    assert step({"user": {"uri": "https://x/users/U1"}})["user_uuid"] == "U1"
+    assert len(streams) == 6
