@@ -161,12 +161,6 @@ def hubspot(src: HubSpotSource, find: PropertyFinder) -> tuple[RestApiSource, li
 
 # --- Intercom -------------------------------------------------------------------------------
 
-#: Intercom's list cursor: the next page's ``starting_after`` in ``pages.next``.
-INTERCOM_CURSOR = {
-    "type": "cursor",
-    "cursor_path": "pages.next.starting_after",
-    "cursor_param": "starting_after",
-}
 #: Single-page lists: (path, the key holding the rows).
 INTERCOM_SMALL: dict[IntercomStream, tuple[str, str]] = {
     IntercomStream.ADMINS: ("admins", "admins"),
@@ -175,10 +169,31 @@ INTERCOM_SMALL: dict[IntercomStream, tuple[str, str]] = {
 }
 
 
+def intercom_search(kind: str, key: str) -> dict[str, Any]:
+    """An incremental stream through Intercom's search API: ``updated_at > <cursor>`` (unix
+    seconds; 0 on the first run: everything), 150 per page, the cursor in the body. A re-run
+    reads only what changed since the last one (the original's cursor, without lookback)."""
+    return {
+        "path": f"{kind}/search",
+        "method": "POST",
+        "json": {
+            "query": {"field": "updated_at", "operator": ">", "value": "{incremental.start_value}"},
+            "pagination": {"per_page": 150},
+        },
+        "data_selector": key,
+        "paginator": {
+            "type": "cursor",
+            "cursor_path": "pages.next.starting_after",
+            "cursor_body_path": "pagination.starting_after",
+        },
+        "incremental": {"cursor_path": "updated_at", "initial_value": 0},
+    }
+
+
 def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
-    """Contacts and conversations by cursor (``starting_after``, 150 per page), companies by
-    page (50 per page), tickets through the search API (the cursor in the body), and each
-    conversation read whole for its parts (``_conversations_id`` ties a part to it)."""
+    """Contacts, conversations and tickets through the search API, incrementally by
+    ``updated_at``; companies by page (50 per page; Intercom has no search for them); each
+    changed conversation read whole for its parts (``_conversations_id`` ties a part to it)."""
     token = secrets.read(src.token_secret_ref)
     streams = set(src.streams)
     resources: list[dict[str, Any]] = []
@@ -187,15 +202,7 @@ def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
         resources.append(_merged(name, endpoint, **extra))
 
     if IntercomStream.CONTACTS in streams:
-        add(
-            "contacts",
-            {
-                "path": "contacts",
-                "params": {"per_page": 150},
-                "data_selector": "data",
-                "paginator": INTERCOM_CURSOR,
-            },
-        )
+        add("contacts", intercom_search("contacts", "data"))
     if IntercomStream.COMPANIES in streams:
         add(
             "companies",
@@ -212,15 +219,7 @@ def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
             },
         )
     if streams & {IntercomStream.CONVERSATIONS, IntercomStream.CONVERSATION_PARTS}:
-        add(
-            "conversations",
-            {
-                "path": "conversations",
-                "params": {"per_page": 150},
-                "data_selector": "conversations",
-                "paginator": INTERCOM_CURSOR,
-            },
-        )
+        add("conversations", intercom_search("conversations", "conversations"))
     if IntercomStream.CONVERSATION_PARTS in streams:
         add(
             "conversation_parts",
@@ -238,23 +237,7 @@ def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
             include_from_parent=["id"],
         )
     if IntercomStream.TICKETS in streams:
-        add(
-            "tickets",
-            {
-                "path": "tickets/search",
-                "method": "POST",
-                "json": {
-                    "query": {"field": "updated_at", "operator": ">", "value": 0},
-                    "pagination": {"per_page": 150},
-                },
-                "data_selector": "tickets",
-                "paginator": {
-                    "type": "cursor",
-                    "cursor_path": "pages.next.starting_after",
-                    "cursor_body_path": "pagination.starting_after",
-                },
-            },
-        )
+        add("tickets", intercom_search("tickets", "tickets"))
     for stream, (path, key) in INTERCOM_SMALL.items():
         if stream in streams:
             add(stream.value, {"path": path, "data_selector": key})

@@ -57,3 +57,26 @@ def test_optional_streams_on_request(runner: Runner, tmp_path: Path) -> None:
         admins = len(api.admins)
     assert outcome.exit_code == 0, outcome.error
     assert duckdb_query(db, "SELECT count(*) FROM support.admins") == [(admins,)]
+
+
+def test_a_second_run_reads_only_what_changed(runner: Runner, tmp_path: Path) -> None:
+    runner.secret("intercom", "token", "intercom-token")
+    db = tmp_path / "warehouse.duckdb"
+    spec_streams = ["contacts", "conversations", "conversation_parts"]
+    with serve(IntercomApi(rows=80)) as api:
+        first = runner.run(intercom_spec(api.url, db, streams=spec_streams), name="support")
+        assert first.exit_code == 0, first.error
+        api.touch(5, "contacts")
+        api.touch(3, "conversations")  # each gets a new part
+        api.reset()  # count the second run's requests only
+        second = runner.run(intercom_spec(api.url, db, streams=spec_streams), name="support")
+        expected = api.expected_counts()
+        conversation_reads = api.stats.count("/conversations/") - api.stats.count(
+            "/conversations/search"
+        )
+    assert second.exit_code == 0, second.error
+    load = second.result["progressCounts"]["load"]
+    assert load["contacts"] == 5 and load["conversations"] == 3
+    assert conversation_reads == 3  # only the changed conversations are read for their parts
+    for table in ("contacts", "conversations", "conversation_parts"):
+        assert duckdb_query(db, f"SELECT count(*) FROM support.{table}") == [(expected[table],)]

@@ -153,7 +153,10 @@ def test_intercom_lists_by_cursor_and_page_and_searches_tickets(tmp_path: Path) 
         secrets.set_secrets_dir(None)
     assert streams == ["contacts", "companies", "conversations", "conversation_parts", "tickets"]
     by_name = {r["name"]: r for r in src.resources}
-    assert by_name["contacts"]["endpoint"]["paginator"]["cursor_param"] == "starting_after"
+    contacts = by_name["contacts"]["endpoint"]
+    assert contacts["path"] == "contacts/search" and contacts["method"] == "POST"
+    assert contacts["json"]["query"]["value"] == "{incremental.start_value}"
+    assert contacts["incremental"] == {"cursor_path": "updated_at", "initial_value": 0}
     assert by_name["companies"]["endpoint"]["paginator"]["type"] == "page_number"
     tickets = by_name["tickets"]["endpoint"]
     assert tickets["method"] == "POST"
