@@ -43,7 +43,14 @@ from .podcontract import (
     mountable_cel,
     normal_path_cel,
 )
-from .saas import CalendlySource, HttpRetry, HubSpotSource, IntercomSource, TrelloSource
+from .saas import (
+    CalendlySource,
+    HttpRetry,
+    HubSpotSource,
+    IntercomSource,
+    PandaDocSource,
+    TrelloSource,
+)
 
 # --------------------------------------------------------------------------- enums
 
@@ -56,6 +63,7 @@ class SourceType(StrEnum):
     HUBSPOT = "hubspot"
     INTERCOM = "intercom"
     CALENDLY = "calendly"
+    PANDADOC = "pandadoc"
 
 
 #: ``spec.type`` → the key of the matching sub-object of ``spec.source``.
@@ -67,6 +75,7 @@ SOURCE_KEY: dict[SourceType, str] = {
     SourceType.HUBSPOT: "hubspot",
     SourceType.INTERCOM: "intercom",
     SourceType.CALENDLY: "calendly",
+    SourceType.PANDADOC: "pandadoc",
 }
 
 
@@ -446,6 +455,7 @@ class Source(K8sModel):
     hubspot: HubSpotSource | None = None
     intercom: IntercomSource | None = None
     calendly: CalendlySource | None = None
+    pandadoc: PandaDocSource | None = None
 
 
 # --------------------------------------------------------------------------- destination
@@ -903,6 +913,8 @@ class ConnectionSpec(K8sModel):
             candidates.append(src.intercom.token_secret_ref)
         if src.calendly:
             candidates.append(src.calendly.token_secret_ref)
+        if src.pandadoc:
+            candidates.append(src.pandadoc.api_key_secret_ref)
         if self.destination.postgres:
             candidates.append(self.destination.postgres.password_secret_ref)
         for ref in candidates:

@@ -227,3 +227,47 @@ class CalendlySource(K8sModel):
         default_factory=lambda: HttpRetry(max_attempts=8),
         description="HTTP retries and waits (Calendly: about 500 requests per minute).",
     )
+
+
+class PandaDocStream(StrEnum):
+    DOCUMENTS = "documents"
+    RECIPIENTS = "recipients"
+    TOKENS = "tokens"
+    TEMPLATES = "templates"
+
+
+PANDADOC_DEFAULT_STREAMS = [
+    PandaDocStream.DOCUMENTS,
+    PandaDocStream.RECIPIENTS,
+    PandaDocStream.TOKENS,
+]
+
+
+class PandaDocSource(K8sModel):
+    """PandaDoc (public API v1): documents (incremental by ``date_modified``) and, from each
+    changed document's details, its recipients and tokens; templates on request."""
+
+    base_url: str = Field(
+        default="https://api.pandadoc.com",
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="API root (tests: a local mock).",
+    )
+    api_key_secret_ref: SecretRef = Field(description="An API key (Authorization: API-Key).")
+    streams: list[PandaDocStream] = Field(
+        default_factory=lambda: list(PANDADOC_DEFAULT_STREAMS),
+        min_length=1,
+        description="Tables to sync (default: documents, recipients, tokens).",
+        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    )
+    start_date: str | None = Field(
+        default=None,
+        max_length=40,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2}))?$",
+        description="Documents modified at or after this date/time on the first run "
+        "(default: all).",
+    )
+    retry: HttpRetry = Field(
+        default_factory=lambda: HttpRetry(max_attempts=8),
+        description="HTTP retries and waits (PandaDoc: 100 requests per minute per endpoint).",
+    )

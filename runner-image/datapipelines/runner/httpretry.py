@@ -31,6 +31,8 @@ def policy(spec: ConnectionSpec) -> HttpRetry | None:
         return spec.source.intercom.retry
     if spec.type is SourceType.CALENDLY and spec.source.calendly is not None:
         return spec.source.calendly.retry
+    if spec.type is SourceType.PANDADOC and spec.source.pandadoc is not None:
+        return spec.source.pandadoc.retry
     src = spec.source.rest_api
     return src.retry if spec.type is SourceType.REST_API and src is not None else None
 

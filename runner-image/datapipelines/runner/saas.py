@@ -15,6 +15,8 @@ from datapipelines.resources.saas import (
     HubSpotStream,
     IntercomSource,
     IntercomStream,
+    PandaDocSource,
+    PandaDocStream,
     TrelloSource,
     TrelloStream,
 )
@@ -30,7 +32,13 @@ TRELLO_PER_BOARD: dict[TrelloStream, tuple[str, dict[str, Any]]] = {
 }
 
 
-SAAS_TYPES = (SourceType.TRELLO, SourceType.HUBSPOT, SourceType.INTERCOM, SourceType.CALENDLY)
+SAAS_TYPES = (
+    SourceType.TRELLO,
+    SourceType.HUBSPOT,
+    SourceType.INTERCOM,
+    SourceType.CALENDLY,
+    SourceType.PANDADOC,
+)
 
 
 def is_saas(spec: ConnectionSpec) -> bool:
@@ -48,6 +56,8 @@ def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
         return intercom(spec.source.intercom)
     if spec.type is SourceType.CALENDLY and spec.source.calendly is not None:
         return calendly(spec.source.calendly, discover_organization)
+    if spec.type is SourceType.PANDADOC and spec.source.pandadoc is not None:
+        return pandadoc(spec.source.pandadoc)
     raise ValueError(f"no SaaS expansion for type {spec.type.value}")
 
 
@@ -371,6 +381,93 @@ def calendly(src: CalendlySource, find: OrganizationFinder) -> tuple[RestApiSour
         base_url=src.base_url.rstrip("/") + "/",
         resources=resources,
         resource_defaults={"endpoint": {"headers": {"Authorization": f"Bearer {token}"}}},
+        retry=src.retry,
+    )
+    return source, [s.value for s in src.streams]
+
+
+# --- PandaDoc -------------------------------------------------------------------------------
+
+#: PandaDoc lists have no total and no cursor: pages from 1 until an empty one.
+PANDADOC_PAGES = {
+    "type": "page_number",
+    "base_page": 1,
+    "page_param": "page",
+    "total_path": None,
+    "stop_after_empty_page": True,
+}
+
+
+def pandadoc(src: PandaDocSource) -> tuple[RestApiSource, list[str]]:
+    """Documents by page (100 each, oldest change first) from ``modified_from`` = the last run's
+    largest ``date_modified`` (GTE, as the original); recipients and tokens from each listed
+    document's details (``_documents_id`` ties them to it)."""
+    key = secrets.read(src.api_key_secret_ref)
+    streams = set(src.streams)
+    resources: list[dict[str, Any]] = []
+    if streams & {PandaDocStream.DOCUMENTS, PandaDocStream.RECIPIENTS, PandaDocStream.TOKENS}:
+        resources.append(
+            {
+                "name": "documents",
+                "endpoint": {
+                    "path": "public/v1/documents",
+                    "params": {
+                        "count": 100,
+                        "order_by": "date_modified",
+                        "modified_from": {
+                            "type": "incremental",
+                            "cursor_path": "date_modified",
+                            "initial_value": src.start_date or "1970-01-01T00:00:00Z",
+                        },
+                    },
+                    "data_selector": "results",
+                    "paginator": PANDADOC_PAGES,
+                },
+                "primary_key": "id",
+                "write_disposition": "merge",
+            }
+        )
+    document_id = {"type": "resolve", "resource": "documents", "field": "id"}
+    for stream, key_columns in (
+        (PandaDocStream.RECIPIENTS, ["_documents_id", "id"]),
+        (PandaDocStream.TOKENS, ["_documents_id", "name"]),
+    ):
+        if stream in streams:
+            resources.append(
+                {
+                    "name": stream.value,
+                    "endpoint": {
+                        "path": "public/v1/documents/{document_id}/details",
+                        "params": {"document_id": document_id},
+                        "data_selector": stream.value,
+                        "paginator": "single_page",
+                    },
+                    "include_from_parent": ["id"],
+                    "primary_key": key_columns,
+                    # a changed document's rows replace all its earlier ones (a removed token
+                    # or recipient goes too)
+                    "merge_key": "_documents_id",
+                    "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+                }
+            )
+    if PandaDocStream.TEMPLATES in streams:
+        resources.append(
+            {
+                "name": "templates",
+                "endpoint": {
+                    "path": "public/v1/templates",
+                    "params": {"count": 100},
+                    "data_selector": "results",
+                    "paginator": PANDADOC_PAGES,
+                },
+                "primary_key": "id",
+                "write_disposition": "merge",
+            }
+        )
+    source = RestApiSource(
+        base_url=src.base_url.rstrip("/") + "/",
+        resources=resources,
+        resource_defaults={"endpoint": {"headers": {"Authorization": f"API-Key {key}"}}},
         retry=src.retry,
     )
     return source, [s.value for s in src.streams]

@@ -9,6 +9,7 @@ each page once (restclient.py).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -129,6 +130,23 @@ def required_columns(resource: DltResource) -> frozenset[str]:
     return frozenset(name for name, c in columns.items() if c.get("nullable") is False)
 
 
+def parent_resources(config: dict[str, Any]) -> set[str]:
+    """Names of the resources other resources read items from (``resolve`` params or
+    ``{resources.<name>.<field>}`` placeholders)."""
+    found: set[str] = set()
+    for resource in config.get("resources", []):
+        if not isinstance(resource, dict):
+            continue
+        endpoint = resource.get("endpoint")
+        if not isinstance(endpoint, dict):
+            continue
+        for param in (endpoint.get("params") or {}).values():
+            if isinstance(param, dict) and param.get("type") == "resolve":
+                found.add(str(param.get("resource")))
+        found.update(re.findall(r"\{resources\.([A-Za-z0-9_]+)\.", str(endpoint.get("path", ""))))
+    return found
+
+
 def rest_api(src: RestApiSource, write_disposition: WriteDisposition, name: str) -> BuiltSource:
     from dlt.sources.rest_api import rest_api_source
 
@@ -145,10 +163,13 @@ def rest_api(src: RestApiSource, write_disposition: WriteDisposition, name: str)
     steps: dict[str, FlatPagesToArrow] = {}
     if arrow_pages_enabled():
         normalize = source.schema.naming.normalize_identifier
+        parents = parent_resources(config)
         for resource in source.resources.values():
             table = resource.table_name
             if not isinstance(table, str):
                 continue  # a table name per item: pages may span tables
+            if resource.name in parents:
+                continue  # its children read its items as dicts (resolve params)
             step = FlatPagesToArrow(
                 declared_types(resource, normalize),
                 normalize,

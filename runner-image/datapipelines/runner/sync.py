@@ -121,6 +121,8 @@ def describe_source(spec: ConnectionSpec) -> str:
         return f"intercom {spec.source.intercom.base_url}"
     if spec.source.calendly is not None and spec.type is SourceType.CALENDLY:
         return f"calendly {spec.source.calendly.base_url}"
+    if spec.source.pandadoc is not None and spec.type is SourceType.PANDADOC:
+        return f"pandadoc {spec.source.pandadoc.base_url}"
     if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem

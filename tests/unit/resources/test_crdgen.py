@@ -120,6 +120,7 @@ def test_enums_and_defaults() -> None:
         "hubspot",
         "intercom",
         "calendly",
+        "pandadoc",
     ]
     assert spec["destination"]["default"] == {"type": "duckdb"}
     assert node("pipelineruns", "status.phase")["enum"] == [
