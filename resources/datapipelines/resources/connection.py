@@ -50,6 +50,7 @@ from .saas import (
     IntercomSource,
     PandaDocSource,
     TrelloSource,
+    WassengerSource,
 )
 
 # --------------------------------------------------------------------------- enums
@@ -64,6 +65,7 @@ class SourceType(StrEnum):
     INTERCOM = "intercom"
     CALENDLY = "calendly"
     PANDADOC = "pandadoc"
+    WASSENGER = "wassenger"
 
 
 #: ``spec.type`` → the key of the matching sub-object of ``spec.source``.
@@ -76,6 +78,7 @@ SOURCE_KEY: dict[SourceType, str] = {
     SourceType.INTERCOM: "intercom",
     SourceType.CALENDLY: "calendly",
     SourceType.PANDADOC: "pandadoc",
+    SourceType.WASSENGER: "wassenger",
 }
 
 
@@ -456,6 +459,7 @@ class Source(K8sModel):
     intercom: IntercomSource | None = None
     calendly: CalendlySource | None = None
     pandadoc: PandaDocSource | None = None
+    wassenger: WassengerSource | None = None
 
 
 # --------------------------------------------------------------------------- destination
@@ -915,6 +919,8 @@ class ConnectionSpec(K8sModel):
             candidates.append(src.calendly.token_secret_ref)
         if src.pandadoc:
             candidates.append(src.pandadoc.api_key_secret_ref)
+        if src.wassenger:
+            candidates.append(src.wassenger.api_key_secret_ref)
         if self.destination.postgres:
             candidates.append(self.destination.postgres.password_secret_ref)
         for ref in candidates:

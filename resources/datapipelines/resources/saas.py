@@ -271,3 +271,48 @@ class PandaDocSource(K8sModel):
         default_factory=lambda: HttpRetry(max_attempts=8),
         description="HTTP retries and waits (PandaDoc: 100 requests per minute per endpoint).",
     )
+
+
+class WassengerStream(StrEnum):
+    DEVICES = "devices"
+    MESSAGES = "messages"
+    CHATS = "chats"
+    CONTACTS = "contacts"
+    GROUPS = "groups"
+    TEAM = "team"
+    CAMPAIGNS = "campaigns"
+    WEBHOOKS = "webhooks"
+
+
+WASSENGER_DEFAULT_STREAMS = [
+    WassengerStream.DEVICES,
+    WassengerStream.MESSAGES,
+    WassengerStream.CHATS,
+    WassengerStream.CONTACTS,
+    WassengerStream.GROUPS,
+]
+
+
+class WassengerSource(K8sModel):
+    """Wassenger (WhatsApp API v1): devices, messages (incremental by ``createdAt``) and per
+    device its chats, contacts and groups; team, campaigns and webhooks on request. An endpoint
+    the account lacks (404/403) is skipped, as the original's probe did."""
+
+    base_url: str = Field(
+        default="https://api.wassenger.com/v1",
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="API root (tests: a local mock).",
+    )
+    api_key_secret_ref: SecretRef = Field(description="An API key (header `Token`).")
+    streams: list[WassengerStream] = Field(
+        default_factory=lambda: list(WASSENGER_DEFAULT_STREAMS),
+        min_length=1,
+        description="Tables to sync (default: devices, messages, chats, contacts, groups).",
+        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    )
+    retry: HttpRetry = Field(
+        default_factory=lambda: HttpRetry(max_attempts=10),
+        description="HTTP retries and waits (Wassenger publishes no limits; the original "
+        "tried 10 times).",
+    )

@@ -33,6 +33,8 @@ def policy(spec: ConnectionSpec) -> HttpRetry | None:
         return spec.source.calendly.retry
     if spec.type is SourceType.PANDADOC and spec.source.pandadoc is not None:
         return spec.source.pandadoc.retry
+    if spec.type is SourceType.WASSENGER and spec.source.wassenger is not None:
+        return spec.source.wassenger.retry
     src = spec.source.rest_api
     return src.retry if spec.type is SourceType.REST_API and src is not None else None
 

@@ -19,6 +19,8 @@ from datapipelines.resources.saas import (
     PandaDocStream,
     TrelloSource,
     TrelloStream,
+    WassengerSource,
+    WassengerStream,
 )
 
 from . import secrets
@@ -38,6 +40,7 @@ SAAS_TYPES = (
     SourceType.INTERCOM,
     SourceType.CALENDLY,
     SourceType.PANDADOC,
+    SourceType.WASSENGER,
 )
 
 
@@ -58,6 +61,8 @@ def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
         return calendly(spec.source.calendly, discover_organization)
     if spec.type is SourceType.PANDADOC and spec.source.pandadoc is not None:
         return pandadoc(spec.source.pandadoc)
+    if spec.type is SourceType.WASSENGER and spec.source.wassenger is not None:
+        return wassenger(spec.source.wassenger)
     raise ValueError(f"no SaaS expansion for type {spec.type.value}")
 
 
@@ -468,6 +473,91 @@ def pandadoc(src: PandaDocSource) -> tuple[RestApiSource, list[str]]:
         base_url=src.base_url.rstrip("/") + "/",
         resources=resources,
         resource_defaults={"endpoint": {"headers": {"Authorization": f"API-Key {key}"}}},
+        retry=src.retry,
+    )
+    return source, [s.value for s in src.streams]
+
+
+# --- Wassenger ------------------------------------------------------------------------------
+
+#: Wassenger lists are bare arrays paged by ``page`` (from 0) and ``size``: until an empty page.
+WASSENGER_PAGES = {
+    "type": "page_number",
+    "base_page": 0,
+    "page_param": "page",
+    "total_path": None,
+    "stop_after_empty_page": True,
+}
+#: An endpoint the account lacks answers 404 (or 403): the stream is skipped, not the run.
+WASSENGER_OPTIONAL = [
+    {"status_code": 404, "action": "ignore"},
+    {"status_code": 403, "action": "ignore"},
+]
+WASSENGER_PER_DEVICE = (WassengerStream.CHATS, WassengerStream.CONTACTS, WassengerStream.GROUPS)
+WASSENGER_ACCOUNT = (WassengerStream.TEAM, WassengerStream.CAMPAIGNS, WassengerStream.WEBHOOKS)
+
+
+def wassenger(src: WassengerSource) -> tuple[RestApiSource, list[str]]:
+    """Devices (the parent of the per-device chats, contacts and groups), messages from the
+    last ``createdAt`` on (``after``), and account lists on request; 100 per page."""
+    key = secrets.read(src.api_key_secret_ref)
+    streams = set(src.streams)
+    resources: list[dict[str, Any]] = []
+
+    def add(name: str, endpoint: dict[str, Any], **extra: Any) -> None:
+        resources.append(
+            {
+                "name": name,
+                "endpoint": {
+                    "params": {"size": 100},
+                    "paginator": WASSENGER_PAGES,
+                    "response_actions": WASSENGER_OPTIONAL,
+                    **endpoint,
+                },
+                "primary_key": "id",
+                "write_disposition": "merge",
+            }
+            | extra
+        )
+
+    if streams & {WassengerStream.DEVICES, *WASSENGER_PER_DEVICE}:
+        add("devices", {"path": "devices"})
+    if WassengerStream.MESSAGES in streams:
+        add(
+            "messages",
+            {
+                "path": "messages",
+                "params": {
+                    "size": 100,
+                    "after": {
+                        "type": "incremental",
+                        "cursor_path": "createdAt",
+                        "initial_value": "1970-01-01T00:00:00Z",
+                    },
+                },
+            },
+        )
+    device_id = {"type": "resolve", "resource": "devices", "field": "id"}
+    for stream in WASSENGER_PER_DEVICE:
+        if stream in streams:
+            # a chat, contact or group belongs to a device (contacts are keyed by WhatsApp id)
+            own_key = "wid" if stream is WassengerStream.CONTACTS else "id"
+            add(
+                stream.value,
+                {
+                    "path": f"chat/{{device_id}}/{stream.value}",
+                    "params": {"size": 100, "device_id": device_id},
+                },
+                include_from_parent=["id"],
+                primary_key=["_devices_id", own_key],
+            )
+    for stream in WASSENGER_ACCOUNT:
+        if stream in streams:
+            add(stream.value, {"path": stream.value})
+    source = RestApiSource(
+        base_url=src.base_url.rstrip("/") + "/",
+        resources=resources,
+        resource_defaults={"endpoint": {"headers": {"Token": key}}},
         retry=src.retry,
     )
     return source, [s.value for s in src.streams]

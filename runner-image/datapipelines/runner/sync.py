@@ -123,6 +123,8 @@ def describe_source(spec: ConnectionSpec) -> str:
         return f"calendly {spec.source.calendly.base_url}"
     if spec.source.pandadoc is not None and spec.type is SourceType.PANDADOC:
         return f"pandadoc {spec.source.pandadoc.base_url}"
+    if spec.source.wassenger is not None and spec.type is SourceType.WASSENGER:
+        return f"wassenger {spec.source.wassenger.base_url}"
     if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem

@@ -121,6 +121,7 @@ def test_enums_and_defaults() -> None:
         "intercom",
         "calendly",
         "pandadoc",
+        "wassenger",
     ]
     assert spec["destination"]["default"] == {"type": "duckdb"}
     assert node("pipelineruns", "status.phase")["enum"] == [

@@ -203,3 +203,30 @@ def test_calendly_discovers_the_organization_and_follows_next_page(tmp_path: Pat
     step = saas.uuid_of("user.uri")
     assert step({"user": {"uri": "https://x/users/U1"}})["user_uuid"] == "U1"
     assert len(streams) == 6
+
+
+def test_wassenger_pages_from_zero_and_skips_missing_endpoints(tmp_path: Path) -> None:
+    (tmp_path / "wassenger").mkdir()
+    (tmp_path / "wassenger" / "api-key").write_text("w-1")
+    secrets.set_secrets_dir(tmp_path)
+    try:
+        spec = ConnectionSpec.model_validate(
+            {
+                "type": "wassenger",
+                "schemaName": "whatsapp",
+                "source": {
+                    "wassenger": {"apiKeySecretRef": {"name": "wassenger", "key": "api-key"}}
+                },
+            }
+        )
+        src, streams = saas.expand(spec)
+    finally:
+        secrets.set_secrets_dir(None)
+    assert streams == ["devices", "messages", "chats", "contacts", "groups"]
+    by_name = {r["name"]: r for r in src.resources}
+    chats = by_name["chats"]["endpoint"]
+    assert chats["paginator"]["base_page"] == 0 and chats["paginator"]["stop_after_empty_page"]
+    assert {"status_code": 404, "action": "ignore"} in chats["response_actions"]
+    assert by_name["contacts"]["primary_key"] == ["_devices_id", "wid"]
+    assert by_name["messages"]["endpoint"]["params"]["after"]["cursor_path"] == "createdAt"
+    assert src.resource_defaults["endpoint"]["headers"] == {"Token": "w-1"}
