@@ -45,6 +45,7 @@ from .podcontract import (
 )
 from .saas import (
     CalendlySource,
+    FirefliesSource,
     HttpRetry,
     HubSpotSource,
     IntercomSource,
@@ -66,6 +67,7 @@ class SourceType(StrEnum):
     CALENDLY = "calendly"
     PANDADOC = "pandadoc"
     WASSENGER = "wassenger"
+    FIREFLIES = "fireflies"
 
 
 #: ``spec.type`` → the key of the matching sub-object of ``spec.source``.
@@ -79,6 +81,7 @@ SOURCE_KEY: dict[SourceType, str] = {
     SourceType.CALENDLY: "calendly",
     SourceType.PANDADOC: "pandadoc",
     SourceType.WASSENGER: "wassenger",
+    SourceType.FIREFLIES: "fireflies",
 }
 
 
@@ -460,6 +463,7 @@ class Source(K8sModel):
     calendly: CalendlySource | None = None
     pandadoc: PandaDocSource | None = None
     wassenger: WassengerSource | None = None
+    fireflies: FirefliesSource | None = None
 
 
 # --------------------------------------------------------------------------- destination
@@ -921,6 +925,8 @@ class ConnectionSpec(K8sModel):
             candidates.append(src.pandadoc.api_key_secret_ref)
         if src.wassenger:
             candidates.append(src.wassenger.api_key_secret_ref)
+        if src.fireflies:
+            candidates.append(src.fireflies.api_key_secret_ref)
         if self.destination.postgres:
             candidates.append(self.destination.postgres.password_secret_ref)
         for ref in candidates:

@@ -316,3 +316,43 @@ class WassengerSource(K8sModel):
         description="HTTP retries and waits (Wassenger publishes no limits; the original "
         "tried 10 times).",
     )
+
+
+class FirefliesStream(StrEnum):
+    TRANSCRIPTS = "transcripts"
+    USERS = "users"
+
+
+class FirefliesSource(K8sModel):
+    """Fireflies.ai (GraphQL): meeting transcripts (with participants and summary; sentences
+    on request), incremental by meeting date; users on request."""
+
+    base_url: str = Field(
+        default="https://api.fireflies.ai",
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="API root; the GraphQL endpoint is <baseUrl>/graphql (tests: a local mock).",
+    )
+    api_key_secret_ref: SecretRef = Field(description="An API key (Authorization: Bearer).")
+    streams: list[FirefliesStream] = Field(
+        default_factory=lambda: [FirefliesStream.TRANSCRIPTS],
+        min_length=1,
+        description="Tables to sync (default: transcripts; also users).",
+        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    )
+    sentences: bool = Field(
+        default=False,
+        description="Also load each transcript's sentences (large: every spoken line).",
+    )
+    lookback_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=1440,
+        description="Re-read meetings this long before the last one loaded (late uploads); "
+        "merged on id, so nothing doubles.",
+    )
+    retry: HttpRetry = Field(
+        default_factory=lambda: HttpRetry(max_attempts=4),
+        description="HTTP retries and waits (Fireflies: 60 requests per minute on Business; "
+        "50 per day on Free/Pro).",
+    )

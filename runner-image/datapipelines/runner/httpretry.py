@@ -35,6 +35,8 @@ def policy(spec: ConnectionSpec) -> HttpRetry | None:
         return spec.source.pandadoc.retry
     if spec.type is SourceType.WASSENGER and spec.source.wassenger is not None:
         return spec.source.wassenger.retry
+    if spec.type is SourceType.FIREFLIES and spec.source.fireflies is not None:
+        return spec.source.fireflies.retry
     src = spec.source.rest_api
     return src.retry if spec.type is SourceType.REST_API and src is not None else None
 

@@ -11,6 +11,8 @@ from datapipelines.resources.connection import ConnectionSpec, RestApiSource, So
 from datapipelines.resources.saas import (
     CalendlySource,
     CalendlyStream,
+    FirefliesSource,
+    FirefliesStream,
     HubSpotSource,
     HubSpotStream,
     IntercomSource,
@@ -41,6 +43,7 @@ SAAS_TYPES = (
     SourceType.CALENDLY,
     SourceType.PANDADOC,
     SourceType.WASSENGER,
+    SourceType.FIREFLIES,
 )
 
 
@@ -63,6 +66,8 @@ def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
         return pandadoc(spec.source.pandadoc)
     if spec.type is SourceType.WASSENGER and spec.source.wassenger is not None:
         return wassenger(spec.source.wassenger)
+    if spec.type is SourceType.FIREFLIES and spec.source.fireflies is not None:
+        return fireflies(spec.source.fireflies)
     raise ValueError(f"no SaaS expansion for type {spec.type.value}")
 
 
@@ -558,6 +563,89 @@ def wassenger(src: WassengerSource) -> tuple[RestApiSource, list[str]]:
         base_url=src.base_url.rstrip("/") + "/",
         resources=resources,
         resource_defaults={"endpoint": {"headers": {"Token": key}}},
+        retry=src.retry,
+    )
+    return source, [s.value for s in src.streams]
+
+
+# --- Fireflies ------------------------------------------------------------------------------
+
+FIREFLIES_TRANSCRIPT_FIELDS = (
+    "id title date dateString duration transcript_url meeting_link calendar_id "
+    "organizer_email host_email participants summary { overview action_items outline keywords }"
+)
+FIREFLIES_TRANSCRIPTS = """query Transcripts($limit: Int, $skip: Int, $fromDate: DateTime) {
+  transcripts(limit: $limit, skip: $skip, fromDate: $fromDate) { %s } }"""
+FIREFLIES_USERS = "query Users { users { user_id email name num_transcripts minutes_consumed } }"
+
+
+def braces(text: str) -> str:
+    """``text`` with its braces doubled: dlt expands ``{…}`` in a request's JSON as
+    placeholders, and a GraphQL query is made of braces."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def fireflies(src: FirefliesSource) -> tuple[RestApiSource, list[str]]:
+    """Transcripts through GraphQL (``POST /graphql``), 50 per page by ``skip``/``limit`` in
+    the query's variables, from ``fromDate`` = the last meeting loaded minus the lookback
+    (``dateString``: Fireflies' ``date`` is epoch milliseconds); merged on ``id``, so a
+    re-read meeting does not double. Participants (emails) become
+    ``transcripts__participants``; sentences ``transcripts__sentences`` when asked for."""
+    key = secrets.read(src.api_key_secret_ref)
+    fields = FIREFLIES_TRANSCRIPT_FIELDS
+    if src.sentences:
+        fields += " sentences { index speaker_name text start_time end_time }"
+    resources: list[dict[str, Any]] = []
+    if FirefliesStream.TRANSCRIPTS in src.streams:
+        lookback = src.lookback_minutes
+        resources.append(
+            {
+                "name": "transcripts",
+                "endpoint": {
+                    "path": "graphql",
+                    "method": "POST",
+                    "json": {
+                        "query": braces(FIREFLIES_TRANSCRIPTS % fields),
+                        "variables": {"fromDate": "{incremental.start_value}"},
+                    },
+                    "data_selector": "data.transcripts",
+                    "paginator": {
+                        "type": "offset",
+                        "limit": 50,
+                        "offset_body_path": "variables.skip",
+                        "limit_body_path": "variables.limit",
+                        "total_path": None,
+                        "stop_after_empty_page": True,
+                    },
+                    "incremental": {
+                        "cursor_path": "dateString",
+                        "initial_value": "1970-01-01T00:00:00.000Z",
+                        "lag": lookback * 60,
+                    },
+                },
+                "primary_key": "id",
+                "write_disposition": "merge",
+            }
+        )
+    if FirefliesStream.USERS in src.streams:
+        resources.append(
+            {
+                "name": "users",
+                "endpoint": {
+                    "path": "graphql",
+                    "method": "POST",
+                    "json": {"query": braces(FIREFLIES_USERS)},
+                    "data_selector": "data.users",
+                    "paginator": "single_page",
+                },
+                "primary_key": "user_id",
+                "write_disposition": "merge",
+            }
+        )
+    source = RestApiSource(
+        base_url=src.base_url.rstrip("/") + "/",
+        resources=resources,
+        resource_defaults={"endpoint": {"headers": {"Authorization": f"Bearer {key}"}}},
         retry=src.retry,
     )
     return source, [s.value for s in src.streams]

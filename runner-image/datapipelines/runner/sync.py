@@ -125,6 +125,8 @@ def describe_source(spec: ConnectionSpec) -> str:
         return f"pandadoc {spec.source.pandadoc.base_url}"
     if spec.source.wassenger is not None and spec.type is SourceType.WASSENGER:
         return f"wassenger {spec.source.wassenger.base_url}"
+    if spec.source.fireflies is not None and spec.type is SourceType.FIREFLIES:
+        return f"fireflies {spec.source.fireflies.base_url}"
     if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem

@@ -122,6 +122,7 @@ def test_enums_and_defaults() -> None:
         "calendly",
         "pandadoc",
         "wassenger",
+        "fireflies",
     ]
     assert spec["destination"]["default"] == {"type": "duckdb"}
     assert node("pipelineruns", "status.phase")["enum"] == [

@@ -230,3 +230,31 @@ def test_wassenger_pages_from_zero_and_skips_missing_endpoints(tmp_path: Path) -
     assert by_name["contacts"]["primary_key"] == ["_devices_id", "wid"]
     assert by_name["messages"]["endpoint"]["params"]["after"]["cursor_path"] == "createdAt"
     assert src.resource_defaults["endpoint"]["headers"] == {"Token": "w-1"}
+
+
+def test_fireflies_pages_by_skip_in_the_variables_and_escapes_the_query(tmp_path: Path) -> None:
+    (tmp_path / "fireflies").mkdir()
+    (tmp_path / "fireflies" / "api-key").write_text("ff-1")
+    secrets.set_secrets_dir(tmp_path)
+    try:
+        spec = ConnectionSpec.model_validate(
+            {
+                "type": "fireflies",
+                "schemaName": "calls",
+                "source": {
+                    "fireflies": {"apiKeySecretRef": {"name": "fireflies", "key": "api-key"}}
+                },
+            }
+        )
+        src, streams = saas.expand(spec)
+    finally:
+        secrets.set_secrets_dir(None)
+    assert streams == ["transcripts"]
+    (transcripts,) = src.resources
+    endpoint = transcripts["endpoint"]
+    assert endpoint["method"] == "POST" and endpoint["path"] == "graphql"
+    assert endpoint["paginator"]["offset_body_path"] == "variables.skip"
+    assert endpoint["json"]["variables"] == {"fromDate": "{incremental.start_value}"}
+    assert "{{" in endpoint["json"]["query"] and "{incremental" not in endpoint["json"]["query"]
+    assert endpoint["incremental"]["lag"] == 3600
+    assert saas.braces("a { b }") == "a {{ b }}"

@@ -82,7 +82,7 @@ policy (the message names it and how to cancel it), or the cluster being unreach
 
 LIST_CONNECTIONS = """\
 List the data-sync connections this server can run, sorted by name: name, source type (a SaaS
-type such as trello, hubspot, intercom, calendly, pandadoc, wassenger; or rest_api, sql_database,
+type: trello, hubspot, intercom, calendly, pandadoc, wassenger, fireflies; or rest_api, sql_database,
 filesystem), enabled, destination schema_name, concurrency_policy, cron schedule, last_run_at
 (start of the last finished run) and active_runs (run ids not finished yet). Call it first to
 learn the valid connection names. only_enabled=true keeps the connections run_all_enabled would
