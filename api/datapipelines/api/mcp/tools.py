@@ -82,11 +82,11 @@ policy (the message names it and how to cancel it), or the cluster being unreach
 
 LIST_CONNECTIONS = """\
 List the data-sync connections this server can run, sorted by name: name, source type (a SaaS
-type: trello, hubspot, intercom, calendly, pandadoc, wassenger, fireflies; or rest_api, sql_database,
-filesystem), enabled, destination schema_name, concurrency_policy, cron schedule, last_run_at
-(start of the last finished run) and active_runs (run ids not finished yet). Call it first to
-learn the valid connection names. only_enabled=true keeps the connections run_all_enabled would
-run. Instant (answered from a cache)."""
+type: trello, hubspot, intercom, calendly, pandadoc, wassenger, fireflies; or rest_api,
+sql_database, filesystem), enabled, destination schema_name, concurrency_policy, cron
+schedule, last_run_at (start of the last finished run) and active_runs (run ids not finished
+yet). Call it first to learn the valid connection names. only_enabled=true keeps the
+connections run_all_enabled would run. Instant (answered from a cache)."""
 
 CONNECTION_STATUS = """\
 The latest status of one connection: its fields plus its last finished run (last_run_at,
