@@ -278,11 +278,21 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that closes its connection mid-response (a retry, a timeout) is normal."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve(api: MockApi, host: str = "127.0.0.1", port: int = 0) -> Iterator[MockApi]:
     """Serve ``api`` in a thread on ``host`` (loopback) and a free port; ``api.url`` is set."""
     handler = type("Handler", (_Handler,), {"api": api})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _QuietServer((host, port), handler)
     server.daemon_threads = True
     api.url = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(
