@@ -118,6 +118,15 @@ CASES = [
         id="helm-release-secret",
     ),
     pytest.param(
+        {
+            "type": "hubspot",
+            "source": {"hubspot": {"tokenSecretRef": {"name": API_KEY_SECRET, "key": "api-key"}}},
+        },
+        "references a Secret of the installation",
+        API_KEY_SECRET,
+        id="installation-secret-as-a-saas-token",
+    ),
+    pytest.param(
         {"runner": {"resources": {"limits": {"memory": "64Gi"}}}},
         "asks for more memory than this installation allows",
         "sandbox.maxResources",
