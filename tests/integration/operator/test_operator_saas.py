@@ -68,7 +68,7 @@ async def test_a_hubspot_connection_syncs_its_mock_with_exact_counts(
         await cluster.connection(
             "crm",
             type="hubspot",
-            schemaName="crm",
+            schemaName="crm_data",
             source={
                 "hubspot": {
                     "baseUrl": api.url,
@@ -96,7 +96,7 @@ async def test_an_intercom_connection_syncs_its_mock_with_exact_counts(
         await cluster.connection(
             "support",
             type="intercom",
-            schemaName="support",
+            schemaName="support_data",
             source={
                 "intercom": {
                     "baseUrl": api.url,
@@ -123,7 +123,7 @@ async def test_a_calendly_connection_syncs_its_mock_with_exact_counts(
         await cluster.connection(
             "meetings",
             type="calendly",
-            schemaName="meetings",
+            schemaName="meetings_data",
             source={
                 "calendly": {
                     "baseUrl": api.url,
