@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .meta import (
     CONDITIONS,
@@ -466,6 +466,13 @@ class Source(K8sModel):
     fireflies: FirefliesSource | None = None
 
 
+#: ``spec.type`` -> the attribute of :class:`Source` holding its settings.
+_SOURCE_ATTR: dict[SourceType, str] = {
+    t: next(name for name, f in Source.model_fields.items() if f.alias == key)
+    for t, key in SOURCE_KEY.items()
+}
+
+
 # --------------------------------------------------------------------------- destination
 
 _W = WAREHOUSE_DIR
@@ -898,6 +905,11 @@ class ConnectionSpec(K8sModel):
                 f"{self.destination.duck.file.rsplit('/', 1)[-1]!r}"
             )
         return self
+
+    @property
+    def source_settings(self) -> BaseModel | None:
+        """The sub-object of ``spec.source`` matching ``spec.type``."""
+        return getattr(self.source, _SOURCE_ATTR[self.type])  # type: ignore[no-any-return]
 
     def secret_refs(self) -> list[SecretRef]:
         """Every Secret this connection's runner reads as a file (deduplicated, in order)."""

@@ -38,6 +38,14 @@ class HttpRetry(K8sModel):
     )
 
 
+class SaasSource(K8sModel):
+    """What every SaaS type has: its API root (overridable for regions and tests) and the HTTP
+    retry policy. Each type sets its own defaults."""
+
+    base_url: str
+    retry: HttpRetry
+
+
 class TrelloStream(StrEnum):
     BOARDS = "boards"
     ORGANIZATIONS = "organizations"
@@ -51,7 +59,7 @@ class TrelloStream(StrEnum):
 TRELLO_DEFAULT_STREAMS = list(TrelloStream)
 
 
-class TrelloSource(K8sModel):
+class TrelloSource(SaasSource):
     """Trello (REST API v1): the boards of the token's member and, per board, its lists,
     members, checklists and cards; the member's organizations. Each table merges on ``id``."""
 
@@ -103,7 +111,7 @@ class HubSpotStream(StrEnum):
 HUBSPOT_DEFAULT_STREAMS = list(HubSpotStream)
 
 
-class HubSpotSource(K8sModel):
+class HubSpotSource(SaasSource):
     """HubSpot CRM (v3): the CRM objects and engagements with every property HubSpot lists for
     them (discovered per object before the sync), and the owners. Each table merges on ``id``."""
 
@@ -154,7 +162,7 @@ INTERCOM_DEFAULT_STREAMS = [
 ]
 
 
-class IntercomSource(K8sModel):
+class IntercomSource(SaasSource):
     """Intercom (REST API 2.x): contacts, companies, conversations with their parts, tickets,
     and on request admins, teams and tags. Each table merges on ``id``."""
 
@@ -197,7 +205,7 @@ class CalendlyStream(StrEnum):
 CALENDLY_DEFAULT_STREAMS = list(CalendlyStream)
 
 
-class CalendlySource(K8sModel):
+class CalendlySource(SaasSource):
     """Calendly (API v2): the token's organization, its memberships and users, event types,
     scheduled events (active and canceled, from ``startDate`` on) and each event's invitees.
     Each table merges on ``uri``."""
@@ -243,7 +251,7 @@ PANDADOC_DEFAULT_STREAMS = [
 ]
 
 
-class PandaDocSource(K8sModel):
+class PandaDocSource(SaasSource):
     """PandaDoc (public API v1): documents (incremental by ``date_modified``) and, from each
     changed document's details, its recipients and tokens; templates on request."""
 
@@ -293,7 +301,7 @@ WASSENGER_DEFAULT_STREAMS = [
 ]
 
 
-class WassengerSource(K8sModel):
+class WassengerSource(SaasSource):
     """Wassenger (WhatsApp API v1): devices, messages (incremental by ``createdAt``) and per
     device its chats, contacts and groups; team, campaigns and webhooks on request. An endpoint
     the account lacks (404/403) is skipped, as the original's probe did."""
@@ -323,7 +331,7 @@ class FirefliesStream(StrEnum):
     USERS = "users"
 
 
-class FirefliesSource(K8sModel):
+class FirefliesSource(SaasSource):
     """Fireflies.ai (GraphQL): meeting transcripts (with participants and summary; sentences
     on request), incremental by meeting date; users on request."""
 

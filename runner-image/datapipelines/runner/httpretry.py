@@ -12,7 +12,8 @@ import os
 from collections import Counter
 from typing import Any
 
-from datapipelines.resources.connection import ConnectionSpec, HttpRetry, SourceType
+from datapipelines.resources.connection import ConnectionSpec, HttpRetry, RestApiSource
+from datapipelines.resources.saas import SaasSource
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +24,11 @@ _cap = {"seconds": float(HttpRetry().max_delay_seconds)}
 
 
 def policy(spec: ConnectionSpec) -> HttpRetry | None:
-    if spec.type is SourceType.TRELLO and spec.source.trello is not None:
-        return spec.source.trello.retry
-    if spec.type is SourceType.HUBSPOT and spec.source.hubspot is not None:
-        return spec.source.hubspot.retry
-    if spec.type is SourceType.INTERCOM and spec.source.intercom is not None:
-        return spec.source.intercom.retry
-    if spec.type is SourceType.CALENDLY and spec.source.calendly is not None:
-        return spec.source.calendly.retry
-    if spec.type is SourceType.PANDADOC and spec.source.pandadoc is not None:
-        return spec.source.pandadoc.retry
-    if spec.type is SourceType.WASSENGER and spec.source.wassenger is not None:
-        return spec.source.wassenger.retry
-    if spec.type is SourceType.FIREFLIES and spec.source.fireflies is not None:
-        return spec.source.fireflies.retry
-    src = spec.source.rest_api
-    return src.retry if spec.type is SourceType.REST_API and src is not None else None
+    """The HTTP retry policy of a rest_api or SaaS source (None: the runner's defaults)."""
+    settings = spec.source_settings
+    if isinstance(settings, RestApiSource | SaasSource):
+        return settings.retry
+    return None
 
 
 def environment(retry: HttpRetry) -> dict[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from datapipelines.resources.connection import ConnectionSpec, RestApiSource, SourceType
+from datapipelines.resources.connection import ConnectionSpec, RestApiSource
 from datapipelines.resources.saas import (
     CalendlySource,
     CalendlyStream,
@@ -19,6 +19,7 @@ from datapipelines.resources.saas import (
     IntercomStream,
     PandaDocSource,
     PandaDocStream,
+    SaasSource,
     TrelloSource,
     TrelloStream,
     WassengerSource,
@@ -36,38 +37,30 @@ TRELLO_PER_BOARD: dict[TrelloStream, tuple[str, dict[str, Any]]] = {
 }
 
 
-SAAS_TYPES = (
-    SourceType.TRELLO,
-    SourceType.HUBSPOT,
-    SourceType.INTERCOM,
-    SourceType.CALENDLY,
-    SourceType.PANDADOC,
-    SourceType.WASSENGER,
-    SourceType.FIREFLIES,
-)
-
-
 def is_saas(spec: ConnectionSpec) -> bool:
-    return spec.type in SAAS_TYPES
+    return isinstance(spec.source_settings, SaasSource)
 
 
 def expand(spec: ConnectionSpec) -> tuple[RestApiSource, list[str]]:
     """The rest_api source of a SaaS connection and the resources to load (the streams).
-    Sources with a discovery step (HubSpot's properties) send its requests here."""
-    if spec.type is SourceType.TRELLO and spec.source.trello is not None:
-        return trello(spec.source.trello)
-    if spec.type is SourceType.HUBSPOT and spec.source.hubspot is not None:
-        return hubspot(spec.source.hubspot, discover_properties)
-    if spec.type is SourceType.INTERCOM and spec.source.intercom is not None:
-        return intercom(spec.source.intercom)
-    if spec.type is SourceType.CALENDLY and spec.source.calendly is not None:
-        return calendly(spec.source.calendly, discover_organization)
-    if spec.type is SourceType.PANDADOC and spec.source.pandadoc is not None:
-        return pandadoc(spec.source.pandadoc)
-    if spec.type is SourceType.WASSENGER and spec.source.wassenger is not None:
-        return wassenger(spec.source.wassenger)
-    if spec.type is SourceType.FIREFLIES and spec.source.fireflies is not None:
-        return fireflies(spec.source.fireflies)
+    Sources with a discovery step (HubSpot's properties, Calendly's organization) send its
+    requests here."""
+    settings = spec.source_settings
+    match settings:
+        case TrelloSource():
+            return trello(settings)
+        case HubSpotSource():
+            return hubspot(settings, discover_properties)
+        case IntercomSource():
+            return intercom(settings)
+        case CalendlySource():
+            return calendly(settings, discover_organization)
+        case PandaDocSource():
+            return pandadoc(settings)
+        case WassengerSource():
+            return wassenger(settings)
+        case FirefliesSource():
+            return fireflies(settings)
     raise ValueError(f"no SaaS expansion for type {spec.type.value}")
 
 

@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import dlt
 
-from datapipelines.resources.connection import ConnectionSpec, DestinationType, SourceType
+from datapipelines.resources.connection import (
+    ConnectionSpec,
+    DestinationType,
+    RestApiSource,
+    SourceType,
+)
+from datapipelines.resources.saas import SaasSource
 
 from . import dltenv, httpretry, journal, schemachanges
 from .config import pipeline_name
@@ -111,22 +117,9 @@ class RunIdentity:
 
 
 def describe_source(spec: ConnectionSpec) -> str:
-    if spec.source.rest_api is not None and spec.type is SourceType.REST_API:
-        return f"rest_api {spec.source.rest_api.base_url}"
-    if spec.source.trello is not None and spec.type is SourceType.TRELLO:
-        return f"trello {spec.source.trello.base_url}"
-    if spec.source.hubspot is not None and spec.type is SourceType.HUBSPOT:
-        return f"hubspot {spec.source.hubspot.base_url}"
-    if spec.source.intercom is not None and spec.type is SourceType.INTERCOM:
-        return f"intercom {spec.source.intercom.base_url}"
-    if spec.source.calendly is not None and spec.type is SourceType.CALENDLY:
-        return f"calendly {spec.source.calendly.base_url}"
-    if spec.source.pandadoc is not None and spec.type is SourceType.PANDADOC:
-        return f"pandadoc {spec.source.pandadoc.base_url}"
-    if spec.source.wassenger is not None and spec.type is SourceType.WASSENGER:
-        return f"wassenger {spec.source.wassenger.base_url}"
-    if spec.source.fireflies is not None and spec.type is SourceType.FIREFLIES:
-        return f"fireflies {spec.source.fireflies.base_url}"
+    settings = spec.source_settings
+    if isinstance(settings, RestApiSource | SaasSource):
+        return f"{spec.type.value} {settings.base_url}"
     if spec.type is SourceType.SQL_DATABASE:
         return "source database"
     fs = spec.source.filesystem
