@@ -7,8 +7,9 @@ Credentials: ``Authorization: Bearer hubspot-token``; anything else answers 401
 "category":"INVALID_AUTHENTICATION"}``.
 
 Endpoints: ``GET /crm/v3/schemas`` (no custom objects), ``GET /crm/v3/properties/{object}``,
-``GET /crm/v3/owners``, ``GET /crm/v3/objects/{object}`` (``limit`` default 10, max 100,
-``after``, ``properties``), ``GET /crm/v3/objects/{object}/{id}``,
+``GET /crm/v3/owners``, ``GET /crm/v3/pipelines/{deals|tickets}``,
+``GET /crm/v3/objects/{object}`` (``limit`` default 10, max 100, ``after``, ``properties``),
+``GET /crm/v3/objects/{object}/{id}``,
 ``POST /crm/v3/objects/{object}/search`` (``filterGroups`` EQ/NEQ/LT/LTE/GT/GTE/BETWEEN/IN/NOT_IN/
 HAS_PROPERTY/NOT_HAS_PROPERTY/CONTAINS_TOKEN, ``sorts``, ``query``, ``limit`` 1..200, ``after`` an
 offset, at most 10,000 results), ``POST /crm/v3/objects/{object}/batch/read`` (<=100 ids; 207 with
@@ -64,6 +65,12 @@ ASSOCIATION_TYPES = {("contacts", "companies"): 279, ("companies", "contacts"): 
                      ("deals", "companies"): 341, ("companies", "deals"): 342,
                      ("deals", "line_items"): 19, ("line_items", "deals"): 20,
                      ("tickets", "contacts"): 16, ("contacts", "tickets"): 15}  # fmt: skip
+PIPELINES = {  # object → [(pipeline id, label, [(stage id, label)])]
+    "deals": [("default", "Sales Pipeline", [("appointmentscheduled", "Appointment Scheduled"),
+                                             ("closedwon", "Closed Won")])],
+    "tickets": [("0", "Support Pipeline", [("1", "New"), ("2", "Waiting on contact"),
+                                           ("3", "Waiting on us"), ("4", "Closed")])],
+}  # fmt: skip
 DATES = {"createdate", "hs_createdate", "lastmodifieddate", "hs_lastmodifieddate", "closedate",
          "hs_timestamp"}  # fmt: skip
 NUMBERS = {"amount", "price", "quantity", "hs_object_id"}
@@ -218,10 +225,16 @@ class HubSpotApi(MockApi):
             return [r["id"] for r in chosen]
 
     def expected_counts(self) -> dict[str, int]:
-        """Rows a full sync of the default objects (and owners) loads: one per record."""
+        """Rows a full sync of the default streams loads: one per record, owner, pipeline and
+        deal-to-line-item association."""
         return {
             **{kind: len(rows) for kind, rows in self.objects.items()},
             "owners": len(self.owners),
+            "deal_pipelines": len(PIPELINES["deals"]),
+            "ticket_pipelines": len(PIPELINES["tickets"]),
+            "deal_line_items": sum(
+                len(targets) for targets in self.associations[("deals", "line_items")].values()
+            ),
         }
 
     # ------------------------------------------------------------------ vendor shapes
@@ -311,6 +324,25 @@ class HubSpotApi(MockApi):
                  "modificationMetadata": {"archivable": True, "readOnlyDefinition": True,
                                           "readOnlyValue": name in DATES}, "archived": False,
                  "createdAt": iso(BASE), "updatedAt": iso(BASE)}
+            )  # fmt: skip
+        return Response(200, {"results": results})
+
+    @route("GET", "/crm/v3/pipelines/{object}")
+    def pipelines(self, request: Request) -> Response:
+        kind = self._kind(request)
+        if isinstance(kind, Response):
+            return kind
+        if kind not in PIPELINES:
+            return self.error(400, f"Object type {kind} has no pipelines.")
+        results = []
+        for pid, label, stages in PIPELINES[kind]:
+            results.append(
+                {"id": pid, "label": label, "displayOrder": 0, "archived": False,
+                 "createdAt": iso(BASE), "updatedAt": iso(BASE),
+                 "stages": [{"id": sid, "label": slabel, "displayOrder": n, "archived": False,
+                             "metadata": {"isClosed": str(sid in ("closedwon", "4")).lower()},
+                             "createdAt": iso(BASE), "updatedAt": iso(BASE)}
+                            for n, (sid, slabel) in enumerate(stages)]}
             )  # fmt: skip
         return Response(200, {"results": results})
 

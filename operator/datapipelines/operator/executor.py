@@ -255,7 +255,7 @@ class Executor:
     async def _rejected(
         self, action: StartRun, why: str, *, verb: str = "refused", reason: str = ""
     ) -> None:
-        """The apiserver refused the Job: the run fails now, the connection is not Ready."""
+        """The apiserver refused the Job: the connection is not Ready, then the run fails."""
         run, conn = action.run, action.connection
         now = utcnow()
         reason = reason or REASON_JOB_REJECTED
@@ -271,17 +271,7 @@ class Executor:
                 success=False, error=message, duration_ms=0, source=ResultSource.OPERATOR
             ),
         )
-        if patch is not None:
-            await self._patch_run(
-                PatchRunStatus(
-                    run,
-                    patch,
-                    RunPhase.FAILED,
-                    precondition=True,
-                    events=(Event(run_ref(run), "Warning", reason, message),),
-                ),
-                Outcome(),
-            )
+        # The connection first: whoever sees the run failed sees the connection not Ready.
         conditions = with_condition(
             conn.status.conditions,
             type_=CONDITION_READY,
@@ -299,6 +289,17 @@ class Executor:
         )
         if obj is not None:
             self.store.remember("conn", connection_view(obj), conn.namespace, conn.name)
+        if patch is not None:
+            await self._patch_run(
+                PatchRunStatus(
+                    run,
+                    patch,
+                    RunPhase.FAILED,
+                    precondition=True,
+                    events=(Event(run_ref(run), "Warning", reason, message),),
+                ),
+                Outcome(),
+            )
         await self._events((Event(connection_ref(conn), "Warning", reason, message),))
 
     async def _delete_job(self, run: PipelineRun, uid: str, name: str, why: str) -> None:

@@ -52,6 +52,7 @@ from .saas import (
     PandaDocSource,
     TrelloSource,
     WassengerSource,
+    requests_per_second_field,
 )
 
 # --------------------------------------------------------------------------- enums
@@ -243,6 +244,7 @@ class RestApiSource(K8sModel):
         default=None,
         description="HTTP retries and waits (default: 3 tries, waits capped at 60 s).",
     )
+    requests_per_second: float | None = requests_per_second_field()
 
 
 class SqlIncremental(K8sModel):

@@ -7,6 +7,7 @@ runner expands each to dlt's declarative rest_api (``datapipelines.runner.saas``
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -38,12 +39,25 @@ class HttpRetry(K8sModel):
     )
 
 
+def requests_per_second_field(default: float | None = None) -> Any:
+    """Client-side pacing: at most this many requests per second leave the runner (every try
+    counts; a retry waits its turn too). Unset: as fast as the API answers."""
+    return Field(
+        default=default,
+        gt=0,
+        le=1000,
+        description="Client-side pacing: at most this many requests per second, retries "
+        "included (default: unpaced; 429s are waited out either way).",
+    )
+
+
 class SaasSource(K8sModel):
-    """What every SaaS type has: its API root (overridable for regions and tests) and the HTTP
-    retry policy. Each type sets its own defaults."""
+    """What every SaaS type has: its API root (overridable for regions and tests), the HTTP
+    retry policy and optional pacing. Each type sets its own defaults."""
 
     base_url: str
     retry: HttpRetry
+    requests_per_second: float | None = requests_per_second_field()
 
 
 class TrelloStream(StrEnum):
@@ -105,15 +119,23 @@ class HubSpotStream(StrEnum):
     NOTES = "notes"
     TASKS = "tasks"
     OWNERS = "owners"
+    DEAL_PIPELINES = "deal_pipelines"
+    TICKET_PIPELINES = "ticket_pipelines"
+    DEAL_LINE_ITEMS = "deal_line_items"
 
 
-#: What the original synced by default: the CRM objects, the engagements and the owners.
+#: The CRM objects and engagements: read through the search API, incrementally.
+HUBSPOT_OBJECTS = frozenset(list(HubSpotStream)[:11])
+#: What the original synced by default: the CRM objects, the engagements, the owners, the
+#: pipelines and the deals' line items.
 HUBSPOT_DEFAULT_STREAMS = list(HubSpotStream)
 
 
 class HubSpotSource(SaasSource):
     """HubSpot CRM (v3): the CRM objects and engagements with every property HubSpot lists for
-    them (discovered per object before the sync), and the owners. Each table merges on ``id``."""
+    them (discovered per object before the sync), incrementally by their modified date; the
+    owners, the deal and ticket pipelines, and each deal's line items (associations v4). Each
+    table merges on its key."""
 
     base_url: str = Field(
         default="https://api.hubapi.com",

@@ -9,6 +9,7 @@ from typing import Any
 
 from datapipelines.resources.connection import ConnectionSpec, RestApiSource
 from datapipelines.resources.saas import (
+    HUBSPOT_OBJECTS,
     CalendlySource,
     CalendlyStream,
     FirefliesSource,
@@ -34,6 +35,15 @@ TRELLO_PER_BOARD: dict[TrelloStream, tuple[str, dict[str, Any]]] = {
     TrelloStream.MEMBERS: ("members", {"fields": "all"}),
     TrelloStream.CHECKLISTS: ("checklists", {"fields": "all", "checkItem_fields": "all"}),
     TrelloStream.CARDS: ("cards/all", {"fields": "all"}),
+}
+
+
+#: Cards load when their last activity is at or after the newest the previous run loaded
+#: (a card without one loads each run); Trello has no server-side filter for cards.
+TRELLO_CARDS_INCREMENTAL = {
+    "cursor_path": "dateLastActivity",
+    "initial_value": "1970-01-01T00:00:00.000Z",
+    "on_cursor_value_missing": "include",
 }
 
 
@@ -98,16 +108,13 @@ def trello(src: TrelloSource) -> tuple[RestApiSource, list[str]]:
     board_id = {"type": "resolve", "resource": "boards", "field": "id"}
     for stream, (path, query) in TRELLO_PER_BOARD.items():
         if stream in src.streams:
-            resources.append(
-                _merged(
-                    stream.value,
-                    {
-                        "path": f"boards/{{board_id}}/{path}",
-                        "params": {**query, "board_id": board_id},
-                    },
-                    include_from_parent=["id"],
-                )
-            )
+            endpoint: dict[str, Any] = {
+                "path": f"boards/{{board_id}}/{path}",
+                "params": {**query, "board_id": board_id},
+            }
+            if stream is TrelloStream.CARDS:
+                endpoint["incremental"] = TRELLO_CARDS_INCREMENTAL
+            resources.append(_merged(stream.value, endpoint, include_from_parent=["id"]))
     source = RestApiSource(
         base_url=src.base_url.rstrip("/") + "/",
         resources=resources,
@@ -137,29 +144,103 @@ def discover_properties(base_url: str, token: str, kind: str) -> list[str]:
     return sorted(str(p["name"]) for p in response.json().get("results", []) if p.get("name"))
 
 
+#: The property search filters and sorts on: contacts carry their own, the rest HubSpot's.
+HUBSPOT_MODIFIED = {HubSpotStream.CONTACTS: "lastmodifieddate"}
+#: Rows per search page (HubSpot's maximum).
+HUBSPOT_SEARCH_PAGE = 200
+#: Streams read whole each run (no search): (path, data key).
+HUBSPOT_LISTS: dict[HubSpotStream, str] = {
+    HubSpotStream.OWNERS: "crm/v3/owners",
+    HubSpotStream.DEAL_PIPELINES: "crm/v3/pipelines/deals",
+    HubSpotStream.TICKET_PIPELINES: "crm/v3/pipelines/tickets",
+}
+
+
+def hubspot_search(kind: HubSpotStream, properties: list[str]) -> dict[str, Any]:
+    """An incremental CRM object stream through the search API: modified at or after the last
+    run's newest (epoch ms; everything on the first run), oldest first, 200 per page, and past
+    HubSpot's 10,000-result cap a new search from the last date read
+    (``paginators.HubSpotSearchPaginator``)."""
+    from .paginators import HubSpotSearchPaginator, epoch_ms
+
+    modified = HUBSPOT_MODIFIED.get(kind, "hs_lastmodifieddate")
+    body: dict[str, Any] = {
+        "filterGroups": [
+            {
+                "filters": [
+                    {
+                        "propertyName": modified,
+                        "operator": "GTE",
+                        "value": "{incremental.start_value}",
+                    }
+                ]
+            }
+        ],
+        "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+        "limit": HUBSPOT_SEARCH_PAGE,
+    }
+    if properties:
+        body["properties"] = sorted({*properties, modified})
+    return {
+        "path": f"crm/v3/objects/{kind.value}/search",
+        "method": "POST",
+        "json": body,
+        "data_selector": "results",
+        "paginator": HubSpotSearchPaginator(modified, HUBSPOT_SEARCH_PAGE),
+        "incremental": {
+            "cursor_path": f"properties.{modified}",
+            "initial_value": "1970-01-01T00:00:00.000Z",
+            "convert": epoch_ms,
+        },
+    }
+
+
+def deal_line_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A deal's association row keyed by both ids (``_deals_id`` from the parent)."""
+    return {
+        "deal_id": str(item.get("_deals_id")),
+        "line_item_id": str(item.get("toObjectId")),
+        "association_types": item.get("associationTypes") or [],
+    }
+
+
 def hubspot(src: HubSpotSource, find: PropertyFinder) -> tuple[RestApiSource, list[str]]:
-    """Each CRM object listed with ``paging.next.after`` as the cursor (100 per page) and, with
-    ``allProperties``, every property discovered for it; the owners the same way."""
+    """Each CRM object through the search API, incrementally by its modified date, with every
+    property discovered for it (``allProperties``); owners and pipelines listed whole; each
+    changed deal's line items through the v4 associations API."""
     token = secrets.read(src.token_secret_ref)
-    paginator = {"type": "cursor", "cursor_path": "paging.next.after", "cursor_param": "after"}
+    cursor = {"type": "cursor", "cursor_path": "paging.next.after", "cursor_param": "after"}
+    streams = set(src.streams)
     resources: list[dict[str, Any]] = []
-    for stream in src.streams:
-        path = "crm/v3/owners" if stream is HubSpotStream.OWNERS else f"crm/v3/objects/{stream}"
-        params: dict[str, Any] = {"limit": 100}
-        if src.all_properties and stream is not HubSpotStream.OWNERS:
-            names = find(src.base_url, token, stream.value)[:HUBSPOT_MAX_PROPERTIES]
-            if names:
-                params["properties"] = ",".join(names)
+    objects = [s for s in src.streams if s not in HUBSPOT_LISTS and s in HUBSPOT_OBJECTS]
+    if HubSpotStream.DEAL_LINE_ITEMS in streams and HubSpotStream.DEALS not in objects:
+        objects.append(HubSpotStream.DEALS)  # the parent of the associations
+    for stream in objects:
+        names = find(src.base_url, token, stream.value) if src.all_properties else []
+        search = hubspot_search(stream, names[:HUBSPOT_MAX_PROPERTIES])
+        resources.append(_merged(stream.value, search))
+    for stream, path in HUBSPOT_LISTS.items():
+        if stream in streams:
+            endpoint: dict[str, Any] = {"path": path, "data_selector": "results"}
+            if stream is HubSpotStream.OWNERS:
+                endpoint.update(params={"limit": 100}, paginator=cursor)
+            resources.append(_merged(stream.value, endpoint))
+    if HubSpotStream.DEAL_LINE_ITEMS in streams:
         resources.append(
             {
-                "name": stream.value,
+                "name": HubSpotStream.DEAL_LINE_ITEMS.value,
                 "endpoint": {
-                    "path": path,
-                    "params": params,
+                    "path": "crm/v4/objects/deals/{deal_id}/associations/line_items",
+                    "params": {
+                        "limit": 500,
+                        "deal_id": {"type": "resolve", "resource": "deals", "field": "id"},
+                    },
                     "data_selector": "results",
-                    "paginator": paginator,
+                    "paginator": cursor,
                 },
-                "primary_key": "id",
+                "include_from_parent": ["id"],
+                "processing_steps": [{"map": deal_line_item}],
+                "primary_key": ["deal_id", "line_item_id"],
                 "write_disposition": "merge",
             }
         )

@@ -38,12 +38,38 @@ def test_a_full_sync_with_discovered_properties_and_rate_limits(
         expected = api.expected_counts()
         discovered = api.stats.count("/crm/v3/properties/")
     assert outcome.exit_code == 0, outcome.error
-    assert discovered == len(expected) - 1  # every object but the owners
+    assert discovered == len(api.objects)  # every object; owners and pipelines have none
     for table, rows in expected.items():
         assert duckdb_query(db, f"SELECT count(*) FROM crm.{table}") == [(rows,)], table
     columns = {r[0] for r in duckdb_query(db, "DESCRIBE crm.contacts")}
     assert "properties__email" in columns and "properties__hs_lastmodifieddate" in columns
     assert re.search(r"HTTP waits before retries: \d+ \(429: 3\b", outcome.result["report"])
+
+
+def test_a_second_run_searches_only_what_changed(runner: Runner, tmp_path: Path) -> None:
+    runner.secret("hubspot", "token", "hubspot-token")
+    db = tmp_path / "warehouse.duckdb"
+    streams = ["contacts", "deals", "deal_line_items", "owners"]
+    with serve(HubSpotApi(rows=60)) as api:
+        first = runner.run(hubspot_spec(api.url, db, streams=streams), name="crm")
+        assert first.exit_code == 0, first.error
+        api.touch(4, "contacts")
+        deals = api.touch(3, "deals")
+        api.reset()  # count the second run's requests only
+        second = runner.run(hubspot_spec(api.url, db, streams=streams), name="crm")
+        expected = api.expected_counts()
+        association_reads = api.stats.count("/crm/v4/objects/deals/")
+    assert second.exit_code == 0, second.error
+    load = second.result["progressCounts"]["load"]
+    assert load["contacts"] == 4 and load["deals"] == 3, load
+    assert load["deal_line_items"] == 6 and association_reads == 3  # the changed deals only
+    assert load["owners"] == len(api.owners)  # owners have no cursor: read whole, merged
+    for table in ("contacts", "deals", "deal_line_items", "owners"):
+        assert duckdb_query(db, f"SELECT count(*) FROM crm.{table}") == [(expected[table],)]
+    changed = duckdb_query(
+        db, "SELECT id FROM crm.deals ORDER BY properties__hs_lastmodifieddate DESC LIMIT 3"
+    )
+    assert sorted(r[0] for r in changed) == sorted(deals)
 
 
 def test_a_bad_token_fails_naming_the_status(runner: Runner, tmp_path: Path) -> None:

@@ -51,9 +51,14 @@ def test_a_full_sync_loads_every_stream_with_exact_counts_and_a_rerun_merges(
         assert first.exit_code == 0, first.error
         expected = api.expected_counts()
         assert counts(db, TABLES) == {t: expected[t] for t in TABLES}
+        touched = api.touch(4)
         again = trello_runner.run(trello_spec(api.url, db), name="trello")
         assert again.exit_code == 0, again.error
         assert counts(db, TABLES) == {t: expected[t] for t in TABLES}  # merged on id
+    # the second run loads only the cards active since the first, the rest merged again
+    assert again.result["progressCounts"]["load"]["cards"] == 4
+    edited = duckdb_query(db, "SELECT id FROM trello.cards WHERE \"desc\" LIKE '%(edited %'")
+    assert sorted(r[0] for r in edited) == sorted(touched)
     cards = duckdb_query(db, "SELECT count(DISTINCT _boards_id) FROM trello.cards")[0][0]
     assert cards == expected["boards"]
     assert "trello" in first.result["report"]

@@ -85,3 +85,57 @@ def test_retry_after_is_honoured_up_to_the_cap_and_counted() -> None:
     assert httpretry.summary() == "HTTP waits before retries: 2 (429: 2)"
     httpretry.WAITS.clear()
     assert httpretry.summary() is None
+
+
+def test_the_pacer_hands_out_slots_one_interval_apart() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+
+    pacer = httpretry.Pacer(4, clock=lambda: now[0], sleep=sleep)
+    for _ in range(4):  # four callers at the same instant: 0, 0.25, 0.5, 0.75 s
+        pacer.wait()
+    assert slept == [0.25, 0.5, 0.75]
+    now[0] += 10  # idle for a while: the next caller goes at once, no burst is saved up
+    pacer.wait()
+    assert slept == [0.25, 0.5, 0.75] and pacer.waited == pytest.approx(1.5)
+
+
+def test_requests_per_second_paces_every_request_dlt_sends() -> None:
+    from dlt.sources.helpers.requests import Client
+
+    spec = ConnectionSpec.model_validate(
+        {
+            "type": "rest_api",
+            "schemaName": "s",
+            "source": {
+                "restApi": {
+                    "baseUrl": "http://127.0.0.1:9/",
+                    "resources": ["things"],
+                    "requestsPerSecond": 20,
+                }
+            },
+            "destination": {"type": "duckdb", "duckdb": {"path": "/data/w.duckdb"}},
+        }
+    )
+    assert httpretry.pacing(spec) == 20
+    httpretry.apply(spec)
+    httpretry.install()
+    try:
+        with serve(Limited()) as api:
+            client = Client(request_max_attempts=1)
+            started = time.monotonic()
+            for _ in range(6):
+                client.session.get(f"{api.url}/things")
+            elapsed = time.monotonic() - started
+        assert elapsed >= 5 / 20  # six requests, five intervals of 50 ms between them
+        assert (httpretry.summary() or "").startswith("paced at 20 requests/s (waited ")
+    finally:
+        httpretry._pacer["current"] = None
+    with pytest.raises(ValueError, match="greater than 0"):
+        ConnectionSpec.model_validate(
+            {**spec.model_dump(by_alias=True), "source": {"restApi": {
+                "baseUrl": "http://x/", "resources": ["t"], "requestsPerSecond": 0}}}
+        )  # fmt: skip

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from datapipelines.resources.connection import ConnectionSpec, WriteDisposition
 from datapipelines.runner import saas, secrets
+from datapipelines.runner.paginators import HubSpotSearchPaginator
 from datapipelines.runner.restconfig import rest_api_config
 
 
@@ -106,34 +108,106 @@ def hubspot_secret(tmp_path: Path):
     secrets.set_secrets_dir(None)
 
 
-def test_hubspot_lists_each_object_with_its_discovered_properties(hubspot_secret: None) -> None:
+def test_hubspot_searches_each_object_by_its_modified_date_with_discovered_properties(
+    hubspot_secret: None,
+) -> None:
     asked: list[tuple[str, str, str]] = []
 
     def find(base: str, token: str, kind: str) -> list[str]:
         asked.append((base, token, kind))
         return ["email", "hs_lastmodifieddate"]
 
-    spec = hubspot_spec(streams=["contacts", "owners"])
+    spec = hubspot_spec(streams=["contacts", "owners", "deal_pipelines"])
     assert spec.source.hubspot is not None
     src, streams = saas.hubspot(spec.source.hubspot, find)
-    assert streams == ["contacts", "owners"]
+    assert streams == ["contacts", "owners", "deal_pipelines"]
     assert asked == [("https://api.hubapi.com", "pat-1", "contacts")]  # owners: no discovery
     config = rest_api_config(src, WriteDisposition.APPEND)
-    contacts, owners = config["resources"]
-    assert contacts["endpoint"]["path"] == "crm/v3/objects/contacts"
-    assert contacts["endpoint"]["params"] == {
-        "limit": 100,
-        "properties": "email,hs_lastmodifieddate",
+    contacts, owners, pipelines = config["resources"]
+    endpoint = contacts["endpoint"]
+    assert (endpoint["path"], endpoint["method"]) == ("crm/v3/objects/contacts/search", "POST")
+    assert endpoint["json"] == {
+        "filterGroups": [
+            {
+                "filters": [
+                    {
+                        "propertyName": "lastmodifieddate",  # contacts: their own property
+                        "operator": "GTE",
+                        "value": "{incremental.start_value}",
+                    }
+                ]
+            }
+        ],
+        "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+        "limit": 200,
+        "properties": ["email", "hs_lastmodifieddate", "lastmodifieddate"],
     }
-    assert contacts["endpoint"]["paginator"] == {
-        "type": "cursor",
-        "cursor_path": "paging.next.after",
-        "cursor_param": "after",
-    }
+    assert isinstance(endpoint["paginator"], HubSpotSearchPaginator)
+    incremental = endpoint["incremental"]
+    assert incremental["cursor_path"] == "properties.lastmodifieddate"
+    assert incremental["convert"]("1970-01-01T00:00:00.000Z") == "0"
+    assert incremental["convert"]("2024-01-01T00:30:00.000Z") == "1704069000000"
+    assert contacts["write_disposition"] == "merge" and contacts["primary_key"] == "id"
     assert owners["endpoint"]["path"] == "crm/v3/owners"
+    assert owners["endpoint"]["paginator"]["cursor_path"] == "paging.next.after"
+    assert pipelines["endpoint"]["path"] == "crm/v3/pipelines/deals"
     assert config["resource_defaults"]["endpoint"]["headers"] == {"Authorization": "Bearer pat-1"}
     src, _ = saas.hubspot(hubspot_spec(allProperties=False).source.hubspot, find)  # type: ignore[arg-type]
-    assert all("properties" not in r["endpoint"]["params"] for r in src.resources)
+    assert all("properties" not in r["endpoint"].get("json", {}) for r in src.resources)
+
+
+def test_hubspot_line_items_follow_the_deals_they_belong_to(hubspot_secret: None) -> None:
+    spec = hubspot_spec(streams=["deal_line_items"], allProperties=False)
+    src, streams = saas.hubspot(spec.source.hubspot, lambda *_: [])  # type: ignore[arg-type]
+    assert streams == ["deal_line_items"]  # the deals are read, not reported as chosen
+    deals, items = src.resources
+    assert deals["name"] == "deals"
+    assert items["endpoint"]["path"] == "crm/v4/objects/deals/{deal_id}/associations/line_items"
+    assert items["primary_key"] == ["deal_id", "line_item_id"]
+    (step,) = items["processing_steps"]
+    assert step["map"]({"_deals_id": "7", "toObjectId": 9, "associationTypes": []}) == {
+        "deal_id": "7",
+        "line_item_id": "9",
+        "association_types": [],
+    }
+
+
+class FakeResponse:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    def json(self) -> dict[str, Any]:
+        return self.body
+
+
+class FakeRequest:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.json = body
+
+
+def test_the_hubspot_search_starts_over_from_the_last_date_at_the_result_cap() -> None:
+    paginator = HubSpotSearchPaginator("hs_lastmodifieddate", limit=2, cap=4)
+    flt = {"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": "0"}
+    request = FakeRequest({"filterGroups": [{"filters": [flt]}]})
+
+    def row(ms: int) -> dict[str, Any]:
+        return {"properties": {"hs_lastmodifieddate": str(ms)}}
+
+    paginator.update_state(FakeResponse({"paging": {"next": {"after": "2"}}}), [row(1), row(2)])
+    paginator.update_request(request)
+    assert request.json["after"] == "2" and flt["value"] == "0"
+    # the next page would pass the cap: a new search from the last row's date, after 0
+    paginator.update_state(FakeResponse({"paging": {"next": {"after": "4"}}}), [row(3), row(5)])
+    paginator.update_request(request)
+    assert request.json["after"] == "0" and flt["value"] == "5" and paginator.restarts == 1
+    assert paginator.has_next_page
+    paginator.update_state(FakeResponse({}), [row(6)])
+    assert not paginator.has_next_page
+    # a whole window of one timestamp cannot be paged past: an error, not a loop
+    stuck = HubSpotSearchPaginator("hs_lastmodifieddate", limit=2, cap=4)
+    stuck.update_state(FakeResponse({"paging": {"next": {"after": "4"}}}), [row(5), row(5)])
+    with pytest.raises(ValueError, match="share hs_lastmodifieddate"):
+        stuck.update_state(FakeResponse({"paging": {"next": {"after": "4"}}}), [row(5), row(5)])
 
 
 def test_intercom_lists_by_cursor_and_page_and_searches_tickets(tmp_path: Path) -> None:
