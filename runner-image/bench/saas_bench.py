@@ -56,6 +56,7 @@ def generic(url: str) -> dict[str, Any]:
     """What a user writes for the same data without the preset (key and token as query
     parameters: rest_api's api_key auth carries one secret, so they are spelled out)."""
     merge = {"primary_key": "id", "write_disposition": "merge"}
+    board_id = {"type": "resolve", "resource": "boards", "field": "id"}
     return {
         "type": "rest_api",
         "source": {
@@ -79,7 +80,7 @@ def generic(url: str) -> dict[str, Any]:
                             "path": "boards/{board_id}/cards/all",
                             "params": {
                                 "fields": "all",
-                                "board_id": {"type": "resolve", "resource": "boards", "field": "id"},
+                                "board_id": board_id,
                             },
                         },
                         "include_from_parent": ["id"],
