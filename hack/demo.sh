@@ -144,7 +144,10 @@ up() {
   k -n "$NS" apply -f "$ROOT/deploy/samples/" >/dev/null
   k -n "$NS" patch deploy/demo-source --type merge >/dev/null \
     -p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"datapipelines.io/image-id\":\"$runner_id\"}}}}}"
+  k -n "$NS" patch deploy/trello-mock --type merge >/dev/null \
+    -p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"datapipelines.io/image-id\":\"$runner_id\"}}}}}"
   k -n "$NS" rollout status deploy/demo-source --timeout=120s >/dev/null
+  k -n "$NS" rollout status deploy/trello-mock --timeout=120s >/dev/null
   printf '%s\n' "$SLOW_CONNECTION" >"$STATE/slow-connection"
 
   if [[ "$MODE" != local ]]; then

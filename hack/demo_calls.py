@@ -88,6 +88,34 @@ def show_warehouse(path: str) -> None:
     )
 
 
+def show_tables(path: str, schema: str) -> None:
+    """The tables a sync loaded into ``schema`` of the warehouse file, with their row counts."""
+    import duckdb
+
+    print(f"\n== {schema} in the warehouse ({path})")
+    try:
+        with duckdb.connect(path, read_only=True) as con:
+            names = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+                    "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY table_name",
+                    [schema],
+                ).fetchall()
+            ]
+            rows = [
+                {
+                    "table": n,
+                    "rows": con.execute(f'SELECT count(*) FROM {schema}."{n}"').fetchone()[0],
+                }
+                for n in names
+            ]
+    except duckdb.Error as exc:
+        print(f"  (could not read it: {exc})")
+        return
+    print(table(rows, ["table", "rows"]))
+
+
 def main() -> None:
 
     parser = argparse.ArgumentParser()
@@ -153,6 +181,9 @@ def main() -> None:
             ["status", "connections", "completed", "canceled", "started_at", "finished_at"],
         )
     )
+
+    if args.warehouse:  # the batch synced the Trello preset from its mock
+        show_tables(args.warehouse, "trello_data")
 
     print(f"\n== POST /connections/{args.slow_connection}/run_async, then POST /cancel_task")
     task = check(client.post(f"/connections/{args.slow_connection}/run_async"))["task_id"]

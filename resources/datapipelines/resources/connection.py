@@ -27,6 +27,7 @@ from .meta import (
     cel,
     crd,
 )
+from .oauth2 import OAuth2Refresh
 from .podcontract import (
     DATA_DIR,
     ENV_RULE,
@@ -52,6 +53,7 @@ from .saas import (
     PandaDocSource,
     TrelloSource,
     WassengerSource,
+    XeroSource,
     requests_per_second_field,
 )
 
@@ -69,6 +71,7 @@ class SourceType(StrEnum):
     PANDADOC = "pandadoc"
     WASSENGER = "wassenger"
     FIREFLIES = "fireflies"
+    XERO = "xero"
 
 
 #: ``spec.type`` → the key of the matching sub-object of ``spec.source``.
@@ -83,6 +86,7 @@ SOURCE_KEY: dict[SourceType, str] = {
     SourceType.PANDADOC: "pandadoc",
     SourceType.WASSENGER: "wassenger",
     SourceType.FIREFLIES: "fireflies",
+    SourceType.XERO: "xero",
 }
 
 
@@ -96,6 +100,7 @@ class AuthType(StrEnum):
     BEARER = "bearer"
     API_KEY = "api_key"
     HTTP_BASIC = "http_basic"
+    OAUTH2_REFRESH = "oauth2_refresh"
 
 
 class ApiKeyLocation(StrEnum):
@@ -172,7 +177,7 @@ class RestApiAuth(K8sModel):
             **{
                 "x-kubernetes-validations": [
                     cel(
-                        "self.type == 'http_basic' || has(self.tokenSecretRef)",
+                        "self.type in ['http_basic', 'oauth2_refresh'] || has(self.tokenSecretRef)",
                         "auth.tokenSecretRef is required for auth types bearer and api_key",
                         field=".tokenSecretRef",
                         reason="FieldValueRequired",
@@ -183,6 +188,13 @@ class RestApiAuth(K8sModel):
                         "auth.usernameSecretRef and auth.passwordSecretRef are required for auth "
                         "type http_basic",
                         field=".usernameSecretRef",
+                        reason="FieldValueRequired",
+                    ),
+                    cel(
+                        "self.type != 'oauth2_refresh' || has(self.oauth2)",
+                        "auth.oauth2 (secretName, tokenUrl) is required for auth type "
+                        "oauth2_refresh",
+                        field=".oauth2",
                         reason="FieldValueRequired",
                     ),
                 ]
@@ -203,9 +215,17 @@ class RestApiAuth(K8sModel):
     location: ApiKeyLocation = Field(
         default=ApiKeyLocation.HEADER, description="Where the API key goes (api_key)."
     )
+    oauth2: OAuth2Refresh | None = Field(
+        default=None,
+        description="OAuth 2.0 refresh-token grant with rotation (oauth2_refresh).",
+    )
 
     @model_validator(mode="after")
     def _refs_for_type(self) -> RestApiAuth:
+        if self.type is AuthType.OAUTH2_REFRESH:
+            if self.oauth2 is None:
+                raise ValueError("auth.oauth2 is required for auth type oauth2_refresh")
+            return self
         if self.type is not AuthType.HTTP_BASIC and self.token_secret_ref is None:
             raise ValueError("tokenSecretRef is required for auth types bearer and api_key")
         if self.type is AuthType.HTTP_BASIC and (
@@ -466,6 +486,7 @@ class Source(K8sModel):
     pandadoc: PandaDocSource | None = None
     wassenger: WassengerSource | None = None
     fireflies: FirefliesSource | None = None
+    xero: XeroSource | None = None
 
 
 #: ``spec.type`` -> the attribute of :class:`Source` holding its settings.
@@ -913,6 +934,16 @@ class ConnectionSpec(K8sModel):
         """The sub-object of ``spec.source`` matching ``spec.type``."""
         return getattr(self.source, _SOURCE_ATTR[self.type])  # type: ignore[no-any-return]
 
+    @property
+    def oauth2(self) -> OAuth2Refresh | None:
+        """The rotating OAuth 2.0 grant of this connection's source, if it has one."""
+        settings = self.source_settings
+        if isinstance(settings, RestApiSource):
+            return settings.auth.oauth2 if settings.auth is not None else None
+        if isinstance(settings, XeroSource):
+            return settings.oauth2
+        return None
+
     def secret_refs(self) -> list[SecretRef]:
         """Every Secret this connection's runner reads as a file (deduplicated, in order)."""
         found: list[SecretRef] = []
@@ -925,6 +956,9 @@ class ConnectionSpec(K8sModel):
                 auth.username_secret_ref,
                 auth.password_secret_ref,
             ]
+        oauth2 = self.oauth2
+        if oauth2 is not None:
+            candidates += oauth2.secret_refs()
         if src.sql_database:
             candidates.append(src.sql_database.credentials_secret_ref)
         if src.trello:

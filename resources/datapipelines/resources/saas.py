@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import Field
 
-from .meta import K8sModel, SecretRef, crd
+from .meta import DNS_SUBDOMAIN, K8sModel, SecretRef, crd
+from .oauth2 import OAuth2Refresh
 
 
 class HttpRetry(K8sModel):
@@ -42,12 +43,13 @@ class HttpRetry(K8sModel):
 def requests_per_second_field(default: float | None = None) -> Any:
     """Client-side pacing: at most this many requests per second leave the runner (every try
     counts; a retry waits its turn too). Unset: as fast as the API answers."""
+    shown = "unpaced" if default is None else f"{default:g}"
     return Field(
         default=default,
-        gt=0,
+        ge=0.01,
         le=1000,
         description="Client-side pacing: at most this many requests per second, retries "
-        "included (default: unpaced; 429s are waited out either way).",
+        f"included (default: {shown}; 429s are waited out either way).",
     )
 
 
@@ -386,3 +388,75 @@ class FirefliesSource(SaasSource):
         description="HTTP retries and waits (Fireflies: 60 requests per minute on Business; "
         "50 per day on Free/Pro).",
     )
+
+
+class XeroStream(StrEnum):
+    ORGANISATION = "organisation"
+    ACCOUNTS = "accounts"
+    CONTACTS = "contacts"
+    INVOICES = "invoices"
+    CREDIT_NOTES = "credit_notes"
+    PAYMENTS = "payments"
+    BANK_TRANSACTIONS = "bank_transactions"
+    MANUAL_JOURNALS = "manual_journals"
+    PURCHASE_ORDERS = "purchase_orders"
+    PREPAYMENTS = "prepayments"
+    OVERPAYMENTS = "overpayments"
+    ITEMS = "items"
+    USERS = "users"
+    CURRENCIES = "currencies"
+    TAX_RATES = "tax_rates"
+    TRACKING_CATEGORIES = "tracking_categories"
+
+
+#: What the original synced by default: every stream.
+XERO_DEFAULT_STREAMS = list(XeroStream)
+
+
+class XeroSource(SaasSource):
+    """Xero Accounting API 2.0 for one organisation (tenant), with OAuth 2.0 whose refresh
+    token rotates on every use: the runner refreshes at the start and writes the new refresh
+    token back to the Secret before reading any data. Transactions, contacts and the rest are
+    incremental by ``UpdatedDateUTC`` (``If-Modified-Since``); reference data is read whole."""
+
+    base_url: str = Field(
+        default="https://api.xero.com",
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="API root: <baseUrl>/connections and <baseUrl>/api.xro/2.0 (tests: a mock).",
+    )
+    secret_name: str = Field(
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="The Secret with client_id, client_secret and refresh_token, annotated "
+        "datapipelines.io/oauth2-connection: <this connection's name>.",
+    )
+    token_url: str = Field(
+        default="https://identity.xero.com/connect/token",
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="Xero's token endpoint (tests: a mock).",
+    )
+    tenant_id: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="The organisation (Xero-tenant-id) to sync (default: the first the grant "
+        "connects, from GET /connections).",
+    )
+    streams: list[XeroStream] = Field(
+        default_factory=lambda: list(XERO_DEFAULT_STREAMS),
+        min_length=1,
+        description="Tables to sync (default: all of them).",
+        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    )
+    retry: HttpRetry = Field(
+        default_factory=lambda: HttpRetry(max_attempts=10),
+        description="HTTP retries and waits (Xero: 60 requests per minute per organisation; the "
+        "original tried 10 times).",
+    )
+    requests_per_second: float | None = requests_per_second_field(1.0)
+
+    @property
+    def oauth2(self) -> OAuth2Refresh:
+        return OAuth2Refresh(secret_name=self.secret_name, token_url=self.token_url)

@@ -26,7 +26,7 @@ import traceback
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from . import dltenv, httpretry, secrets
+from . import dltenv, httpretry, oauth2, secrets
 from .errors import EXIT_OK, ConfigError, Failure, classify, one_line
 
 if TYPE_CHECKING:
@@ -171,6 +171,8 @@ def prefetch_first_page(spec: ConnectionSpec) -> None:
 
     if spec.type is not SourceType.REST_API or spec.source.rest_api is None:
         return
+    if spec.oauth2 is not None:  # the token is refreshed (and rotated) first, once
+        return
     from . import prefetch
     from .restconfig import rest_api_config
 
@@ -224,6 +226,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         loaded = config.load(args.config, env, name=args.name)
         httpretry.apply(loaded.spec)  # before dlt reads its request settings
+        oauth2.forget()  # a grant is refreshed once per run
         data_dir = args.data_dir or env.data_dir
         try:
             pipelines_dir = dltenv.configure(data_dir)

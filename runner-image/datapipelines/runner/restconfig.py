@@ -21,10 +21,16 @@ from . import secrets
 from .errors import ConfigError
 
 
-def rest_api_auth(auth: RestApiAuth | None) -> dict[str, Any] | None:
-    """dlt's auth config with the secret values read from their files."""
+def rest_api_auth(auth: RestApiAuth | None) -> Any:
+    """dlt's auth config with the secret values read from their files; for oauth2_refresh a
+    requests auth that refreshes (and rotates) the token before the first request."""
     if auth is None:
         return None
+    if auth.type is AuthType.OAUTH2_REFRESH:
+        from . import oauth2
+
+        assert auth.oauth2 is not None
+        return oauth2.dlt_auth(oauth2.grant(auth.oauth2))
     if auth.type is AuthType.BEARER:
         assert auth.token_secret_ref is not None
         return {"type": "bearer", "token": secrets.read(auth.token_secret_ref)}

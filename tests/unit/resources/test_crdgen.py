@@ -123,6 +123,7 @@ def test_enums_and_defaults() -> None:
         "pandadoc",
         "wassenger",
         "fireflies",
+        "xero",
     ]
     assert spec["destination"]["default"] == {"type": "duckdb"}
     assert node("pipelineruns", "status.phase")["enum"] == [
