@@ -165,6 +165,23 @@ def timed(cmd: list[str], env: dict[str, str]) -> Run:
         return Run(elapsed, usage.ru_maxrss / 1024, stdout=out.read().decode())
 
 
+def run_runner(work: Path, name: str, connection: dict[str, Any]) -> Run:
+    """The runner as a pod runs it: spec in the environment, a fresh data dir, secrets from
+    ``work/secrets``; its result read from the termination log."""
+    termination = work / f"term-{name}.json"
+    env = {
+        **os.environ,
+        "DATAPIPELINES_CONNECTION_SPEC": json.dumps(connection),
+        "DATAPIPELINES_CONNECTION_NAME": name,
+        "DATAPIPELINES_DATA_DIR": str(work / f"data-{name}"),
+        "DATAPIPELINES_SECRETS_DIR": str(work / "secrets"),
+        "DATAPIPELINES_TERMINATION_LOG": str(termination),
+    }
+    run = timed(RUNNER, env)
+    run.result = json.loads(termination.read_text())
+    return run
+
+
 class Bench:
     def __init__(self, work: Path, pg: PostgresServer) -> None:
         self.work = work
@@ -195,27 +212,14 @@ class Bench:
         return {"type": "duckdb", "duckdb": {"path": str(path)}}, path
 
     def runner(self, url: str, destination: dict[str, Any]) -> Run:
-        """The runner as a pod runs it: spec in the environment, a fresh data dir."""
         self.n_runs += 1
-        name = f"bench-{self.n_runs}"
-        termination = self.work / f"term-{name}.json"
         connection = {
             "type": "rest_api",
             "schemaName": "bench",
             "source": demo_source_spec(url, PAGE, primary_key=None),
             "destination": destination,
         }
-        env = {
-            **os.environ,
-            "DATAPIPELINES_CONNECTION_SPEC": json.dumps(connection),
-            "DATAPIPELINES_CONNECTION_NAME": name,
-            "DATAPIPELINES_DATA_DIR": str(self.work / f"data-{name}"),
-            "DATAPIPELINES_SECRETS_DIR": str(self.work / "secrets"),
-            "DATAPIPELINES_TERMINATION_LOG": str(termination),
-        }
-        run = timed(RUNNER, env)
-        run.result = json.loads(termination.read_text())
-        return run
+        return run_runner(self.work, f"bench-{self.n_runs}", connection)
 
     def hand(self, mode: str, url: str, target: str) -> Run:
         cmd = [PY, str(Path(__file__).resolve()), mode, "--url", url, "--target", target]

@@ -18,8 +18,6 @@ usage: python runner-image/bench/saas_bench.py [--records 100000] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import statistics
 import sys
@@ -30,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "mocks"), str(REPO / "runner-image"), str(REPO / "resources")]
 
-from bench import RUNNER, Run, expect, print_steps, spread, timed, verdict  # noqa: E402
+from bench import Run, expect, print_steps, run_runner, spread, verdict  # noqa: E402
 
 from datapipelines.mocks import serve  # noqa: E402
 from datapipelines.mocks.trello import KEY, TOKEN, TrelloApi  # noqa: E402
@@ -107,22 +105,12 @@ class Contest:
         self.n_runs += 1
         name = f"saas-{self.n_runs}"
         db = self.work / f"{name}.duckdb"
-        termination = self.work / f"term-{name}.json"
         connection = {
             **source,
             "schemaName": "bench",
             "destination": {"type": "duckdb", "duckdb": {"path": str(db)}},
         }
-        env = {
-            **os.environ,
-            "DATAPIPELINES_CONNECTION_SPEC": json.dumps(connection),
-            "DATAPIPELINES_CONNECTION_NAME": name,
-            "DATAPIPELINES_DATA_DIR": str(self.work / f"data-{name}"),
-            "DATAPIPELINES_SECRETS_DIR": str(self.work / "secrets"),
-            "DATAPIPELINES_TERMINATION_LOG": str(termination),
-        }
-        run = timed(RUNNER, env)
-        run.result = json.loads(termination.read_text())
+        run = run_runner(self.work, name, connection)
         with duckdb.connect(str(db), read_only=True) as conn:
             got = conn.execute("SELECT count(*) FROM bench.cards").fetchone()
         expect(got[0] if got else 0, cards, f"{source['type']} cards in DuckDB")

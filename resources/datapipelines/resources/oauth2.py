@@ -11,6 +11,8 @@ operator creates for it, and an admission policy lets that identity change only 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from . import GROUP
@@ -32,22 +34,29 @@ def runner_account(connection: str) -> str:
     return f"{RUNNER_ACCOUNT_PREFIX}{connection}"
 
 
-class OAuth2Refresh(K8sModel):
-    """OAuth 2.0 refresh-token grant with rotation: at the start of a run (and once on a 401)
-    the runner trades the refresh token for an access token and writes the new refresh token
-    back to the Secret before the first data request."""
-
-    secret_name: str = Field(
+def oauth2_secret_name() -> Any:
+    return Field(
         max_length=253,
         pattern=DNS_SUBDOMAIN,
         description="The Secret with client_id, client_secret and refresh_token, annotated "
         "datapipelines.io/oauth2-connection: <this connection's name>.",
     )
-    token_url: str = Field(
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="The token endpoint (grant_type=refresh_token, client credentials as HTTP "
-        "Basic).",
+
+
+def oauth2_token_url(default: str | None, description: str) -> Any:
+    kwargs: dict[str, Any] = {} if default is None else {"default": default}
+    return Field(max_length=2048, pattern=r"^https?://[^\s]+$", description=description, **kwargs)
+
+
+class OAuth2Refresh(K8sModel):
+    """OAuth 2.0 refresh-token grant with rotation: at the start of a run (and once on a 401)
+    the runner trades the refresh token for an access token and writes the new refresh token
+    back to the Secret before the first data request."""
+
+    secret_name: str = oauth2_secret_name()
+    token_url: str = oauth2_token_url(
+        None,
+        "The token endpoint (grant_type=refresh_token, client credentials as HTTP Basic).",
     )
     scope: str | None = Field(
         default=None,

@@ -6,13 +6,14 @@ runner expands each to dlt's declarative rest_api (``datapipelines.runner.saas``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
 
-from .meta import DNS_SUBDOMAIN, K8sModel, SecretRef, crd
-from .oauth2 import OAuth2Refresh
+from .meta import K8sModel, SecretRef, crd
+from .oauth2 import OAuth2Refresh, oauth2_secret_name, oauth2_token_url
 
 
 class HttpRetry(K8sModel):
@@ -53,6 +54,24 @@ def requests_per_second_field(default: float | None = None) -> Any:
     )
 
 
+def api_root(default: str, description: str = "API root (tests: a local mock).") -> Any:
+    """A type's ``baseUrl``: its vendor's API root by default (regional roots and mocks
+    otherwise)."""
+    return Field(
+        default=default, max_length=2048, pattern=r"^https?://[^\s]+$", description=description
+    )
+
+
+def streams_field(default: Callable[[], list[Any]], description: str) -> Any:
+    """A type's ``streams``: the tables to sync, a set of the type's stream names."""
+    return Field(
+        default_factory=default,
+        min_length=1,
+        description=description,
+        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    )
+
+
 class SaasSource(K8sModel):
     """What every SaaS type has: its API root (overridable for regions and tests), the HTTP
     retry policy and optional pacing. Each type sets its own defaults."""
@@ -79,20 +98,13 @@ class TrelloSource(SaasSource):
     """Trello (REST API v1): the boards of the token's member and, per board, its lists,
     members, checklists and cards; the member's organizations. Each table merges on ``id``."""
 
-    base_url: str = Field(
-        default="https://api.trello.com/1",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="API root (tests: a local mock).",
-    )
+    base_url: str = api_root("https://api.trello.com/1")
     api_key_secret_ref: SecretRef = Field(description="The Power-Up/API key (query `key`).")
     token_secret_ref: SecretRef = Field(description="The member's API token (query `token`).")
-    streams: list[TrelloStream] = Field(
-        default_factory=lambda: list(TRELLO_DEFAULT_STREAMS),
-        min_length=1,
-        description="Tables to sync (default: all of them). `boards` is read in any case: the "
+    streams: list[TrelloStream] = streams_field(
+        lambda: list(TRELLO_DEFAULT_STREAMS),
+        "Tables to sync (default: all of them). `boards` is read in any case: the "
         "per-board streams follow it.",
-        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
     )
     board_ids: list[str] = Field(
         default_factory=list,
@@ -139,20 +151,13 @@ class HubSpotSource(SaasSource):
     owners, the deal and ticket pipelines, and each deal's line items (associations v4). Each
     table merges on its key."""
 
-    base_url: str = Field(
-        default="https://api.hubapi.com",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="API root (tests: a local mock).",
-    )
+    base_url: str = api_root("https://api.hubapi.com")
     token_secret_ref: SecretRef = Field(
         description="A private app's access token (Authorization: Bearer)."
     )
-    streams: list[HubSpotStream] = Field(
-        default_factory=lambda: list(HUBSPOT_DEFAULT_STREAMS),
-        min_length=1,
-        description="Tables to sync (default: all of them).",
-        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    streams: list[HubSpotStream] = streams_field(
+        lambda: list(HUBSPOT_DEFAULT_STREAMS),
+        "Tables to sync (default: all of them).",
     )
     all_properties: bool = Field(
         default=True,
@@ -190,11 +195,9 @@ class IntercomSource(SaasSource):
     """Intercom (REST API 2.x): contacts, companies, conversations with their parts, tickets,
     and on request admins, teams and tags. Each table merges on ``id``."""
 
-    base_url: str = Field(
-        default="https://api.intercom.io",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="API root: https://api.intercom.io (US), https://api.eu.intercom.io, "
+    base_url: str = api_root(
+        "https://api.intercom.io",
+        "API root: https://api.intercom.io (US), https://api.eu.intercom.io, "
         "https://api.au.intercom.io, or a local mock.",
     )
     token_secret_ref: SecretRef = Field(description="An access token (Authorization: Bearer).")
@@ -204,12 +207,10 @@ class IntercomSource(SaasSource):
         pattern=r"^([0-9]+\.[0-9]+|Unstable)$",
         description="The Intercom-Version header.",
     )
-    streams: list[IntercomStream] = Field(
-        default_factory=lambda: list(INTERCOM_DEFAULT_STREAMS),
-        min_length=1,
-        description="Tables to sync (default: contacts, companies, conversations, "
+    streams: list[IntercomStream] = streams_field(
+        lambda: list(INTERCOM_DEFAULT_STREAMS),
+        "Tables to sync (default: contacts, companies, conversations, "
         "conversation_parts, tickets). conversation_parts reads each conversation.",
-        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
     )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=8),
@@ -234,20 +235,13 @@ class CalendlySource(SaasSource):
     scheduled events (active and canceled, from ``startDate`` on) and each event's invitees.
     Each table merges on ``uri``."""
 
-    base_url: str = Field(
-        default="https://api.calendly.com",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="API root (tests: a local mock).",
-    )
+    base_url: str = api_root("https://api.calendly.com")
     token_secret_ref: SecretRef = Field(
         description="A personal access token or OAuth access token (Authorization: Bearer)."
     )
-    streams: list[CalendlyStream] = Field(
-        default_factory=lambda: list(CALENDLY_DEFAULT_STREAMS),
-        min_length=1,
-        description="Tables to sync (default: all of them).",
-        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    streams: list[CalendlyStream] = streams_field(
+        lambda: list(CALENDLY_DEFAULT_STREAMS),
+        "Tables to sync (default: all of them).",
     )
     start_date: str | None = Field(
         default=None,
@@ -279,18 +273,11 @@ class PandaDocSource(SaasSource):
     """PandaDoc (public API v1): documents (incremental by ``date_modified``) and, from each
     changed document's details, its recipients and tokens; templates on request."""
 
-    base_url: str = Field(
-        default="https://api.pandadoc.com",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="API root (tests: a local mock).",
-    )
+    base_url: str = api_root("https://api.pandadoc.com")
     api_key_secret_ref: SecretRef = Field(description="An API key (Authorization: API-Key).")
-    streams: list[PandaDocStream] = Field(
-        default_factory=lambda: list(PANDADOC_DEFAULT_STREAMS),
-        min_length=1,
-        description="Tables to sync (default: documents, recipients, tokens).",
-        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    streams: list[PandaDocStream] = streams_field(
+        lambda: list(PANDADOC_DEFAULT_STREAMS),
+        "Tables to sync (default: documents, recipients, tokens).",
     )
     start_date: str | None = Field(
         default=None,
@@ -330,18 +317,11 @@ class WassengerSource(SaasSource):
     device its chats, contacts and groups; team, campaigns and webhooks on request. An endpoint
     the account lacks (404/403) is skipped, as the original's probe did."""
 
-    base_url: str = Field(
-        default="https://api.wassenger.com/v1",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="API root (tests: a local mock).",
-    )
+    base_url: str = api_root("https://api.wassenger.com/v1")
     api_key_secret_ref: SecretRef = Field(description="An API key (header `Token`).")
-    streams: list[WassengerStream] = Field(
-        default_factory=lambda: list(WASSENGER_DEFAULT_STREAMS),
-        min_length=1,
-        description="Tables to sync (default: devices, messages, chats, contacts, groups).",
-        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    streams: list[WassengerStream] = streams_field(
+        lambda: list(WASSENGER_DEFAULT_STREAMS),
+        "Tables to sync (default: devices, messages, chats, contacts, groups).",
     )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=10),
@@ -359,18 +339,14 @@ class FirefliesSource(SaasSource):
     """Fireflies.ai (GraphQL): meeting transcripts (with participants and summary; sentences
     on request), incremental by meeting date; users on request."""
 
-    base_url: str = Field(
-        default="https://api.fireflies.ai",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="API root; the GraphQL endpoint is <baseUrl>/graphql (tests: a local mock).",
+    base_url: str = api_root(
+        "https://api.fireflies.ai",
+        "API root; the GraphQL endpoint is <baseUrl>/graphql (tests: a local mock).",
     )
     api_key_secret_ref: SecretRef = Field(description="An API key (Authorization: Bearer).")
-    streams: list[FirefliesStream] = Field(
-        default_factory=lambda: [FirefliesStream.TRANSCRIPTS],
-        min_length=1,
-        description="Tables to sync (default: transcripts; also users).",
-        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    streams: list[FirefliesStream] = streams_field(
+        lambda: [FirefliesStream.TRANSCRIPTS],
+        "Tables to sync (default: transcripts; also users).",
     )
     sentences: bool = Field(
         default=False,
@@ -419,23 +395,13 @@ class XeroSource(SaasSource):
     token back to the Secret before reading any data. Transactions, contacts and the rest are
     incremental by ``UpdatedDateUTC`` (``If-Modified-Since``); reference data is read whole."""
 
-    base_url: str = Field(
-        default="https://api.xero.com",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="API root: <baseUrl>/connections and <baseUrl>/api.xro/2.0 (tests: a mock).",
+    base_url: str = api_root(
+        "https://api.xero.com",
+        "API root: <baseUrl>/connections and <baseUrl>/api.xro/2.0 (tests: a mock).",
     )
-    secret_name: str = Field(
-        max_length=253,
-        pattern=DNS_SUBDOMAIN,
-        description="The Secret with client_id, client_secret and refresh_token, annotated "
-        "datapipelines.io/oauth2-connection: <this connection's name>.",
-    )
-    token_url: str = Field(
-        default="https://identity.xero.com/connect/token",
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="Xero's token endpoint (tests: a mock).",
+    secret_name: str = oauth2_secret_name()
+    token_url: str = oauth2_token_url(
+        "https://identity.xero.com/connect/token", "Xero's token endpoint (tests: a mock)."
     )
     tenant_id: str | None = Field(
         default=None,
@@ -444,11 +410,9 @@ class XeroSource(SaasSource):
         description="The organisation (Xero-tenant-id) to sync (default: the first the grant "
         "connects, from GET /connections).",
     )
-    streams: list[XeroStream] = Field(
-        default_factory=lambda: list(XERO_DEFAULT_STREAMS),
-        min_length=1,
-        description="Tables to sync (default: all of them).",
-        json_schema_extra=crd(**{"x-kubernetes-list-type": "set"}),
+    streams: list[XeroStream] = streams_field(
+        lambda: list(XERO_DEFAULT_STREAMS),
+        "Tables to sync (default: all of them).",
     )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=10),
