@@ -9,6 +9,7 @@
 | ``DATAPIPELINES_RUNNER_IMAGE`` | default runner image | ``localhost/…-runner:dev`` |
 | ``DATAPIPELINES_RUNNER_IMAGE_PULL_POLICY`` | runner image pull policy | ``IfNotPresent`` |
 | ``DATAPIPELINES_RUNNER_SERVICE_ACCOUNT`` | runner ServiceAccount (per namespace) | see chart |
+| ``DATAPIPELINES_RUNNER_OAUTH2_ROLE`` | Role of token-rotating runners | see chart |
 | ``DATAPIPELINES_RUNNER_HOST_NETWORK`` | ``true``: runner pods use ``hostNetwork`` | ``false`` |
 | ``DATAPIPELINES_RUNNER_NODE_SELECTOR`` | JSON object: nodeSelector of runner pods | ``{}`` |
 | ``DATAPIPELINES_RUNNER_TOLERATIONS`` | JSON list: tolerations of runner pods | ``[]`` |
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     runner_image: str = "localhost/datapipelines-runner:dev"
     runner_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     runner_service_account: str = "datapipelines-runner"
+    #: The Role a token-rotating connection's runner identity is bound to (the chart's).
+    runner_oauth2_role: str = "datapipelines-runner-oauth2"
     runner_host_network: bool = False
     runner_node_selector: dict[str, str] = Field(default_factory=dict)
     runner_tolerations: list[dict[str, Any]] = Field(default_factory=list)

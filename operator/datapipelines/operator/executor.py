@@ -196,6 +196,8 @@ class Executor:
         run = action.run
         now = utcnow()
         try:
+            for owned in action.identity:  # the runner's own identity first (exists: fine)
+                await self.kube.create_if_absent(owned)
             job = await self.kube.create_job(run.namespace, action.manifest)
         except ApiException as exc:
             if exc.status == 409:  # ours, not yet in the index, or a foreign one: look again

@@ -12,6 +12,7 @@ from typing import Any
 
 from datapipelines.resources import (
     API_VERSION,
+    CONNECTION_KIND,
     LABEL_BATCH,
     LABEL_CONNECTION,
     LABEL_MANAGED_BY,
@@ -19,6 +20,7 @@ from datapipelines.resources import (
     LABEL_TRIGGER,
     MANAGED_BY_OPERATOR,
     RUN_KIND,
+    oauth2,
     quantity,
 )
 from datapipelines.resources import podcontract as pod
@@ -168,7 +170,11 @@ def render_job(
         container["resources"] = resources
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "serviceAccountName": settings.runner_service_account,
+        "serviceAccountName": (
+            oauth2.runner_account(connection)
+            if spec.oauth2 is not None
+            else settings.runner_service_account
+        ),
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,
         "hostNetwork": settings.runner_host_network,
@@ -233,3 +239,39 @@ def render_job(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def oauth2_identity(
+    connection: str, namespace: str, uid: str, settings: Settings
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ServiceAccount and RoleBinding a token-rotating connection's runner runs as
+    (``dp-oauth2-<connection>``, owned by the connection: they end with it). The admission
+    policy lets this identity write only the refresh token of a Secret annotated for the
+    connection (docs/security.md, "Rotated tokens")."""
+    name = oauth2.runner_account(connection)
+    meta = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {LABEL_CONNECTION: connection, LABEL_MANAGED_BY: MANAGED_BY_OPERATOR},
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": CONNECTION_KIND,
+                "name": connection,
+                "uid": uid,
+            }
+        ],
+    }
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": copy.deepcopy(meta),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": settings.runner_oauth2_role,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+    return account, binding

@@ -242,6 +242,15 @@ class Kube:
         result = await self.request("DELETE", path, body=options, tolerate=(404,))
         return result is not None
 
+    async def create_if_absent(self, body: dict[str, Any]) -> None:
+        """Create a namespaced core or RBAC object (ServiceAccount, RoleBinding); an existing
+        one of that name is left as it is."""
+        kind, meta = body["kind"], body["metadata"]
+        group = "/api/v1" if body["apiVersion"] == "v1" else f"/apis/{body['apiVersion']}"
+        plural = {"ServiceAccount": "serviceaccounts", "RoleBinding": "rolebindings"}[kind]
+        path = f"{group}/namespaces/{quote(meta['namespace'])}/{plural}"
+        await self.request("POST", path, body=body, tolerate=(409,))
+
     async def create_job(self, ns: str, body: dict[str, Any]) -> dict[str, Any]:
         result = await self.request("POST", self.jobs(ns), body=body)
         assert result is not None

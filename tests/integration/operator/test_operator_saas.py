@@ -3,139 +3,178 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from datapipelines.mocks import serve
+from datapipelines.mocks import MockApi, serve
 from datapipelines.mocks.calendly import CalendlyApi
 from datapipelines.mocks.hubspot import HubSpotApi
 from datapipelines.mocks.intercom import IntercomApi
 from datapipelines.mocks.trello import TrelloApi
+from datapipelines.mocks.xero import CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH_TOKEN, XeroApi
+from datapipelines.resources.oauth2 import CONNECTION_ANNOTATION, runner_account
 from tests.integration.operator.opcluster import Cluster
 from tests.support.processes import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.pods, pytest.mark.asyncio(loop_scope="session")]
 
-TABLES = ("boards", "organizations", "lists", "members", "checklists", "cards")
 
-
-async def secret(cluster: Cluster, name: str, data: dict[str, str]) -> None:
+async def secret(
+    cluster: Cluster, name: str, data: dict[str, str], annotations: dict[str, str] | None = None
+) -> None:
     await cluster.kube.request(
         "POST",
         f"/api/v1/namespaces/{cluster.ns}/secrets",
         body={
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": annotations or {}},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         },
     )
 
 
-async def test_a_trello_connection_syncs_its_mock_with_exact_counts(
-    cluster: Cluster, operator: OperatorProcess
-) -> None:
-    await secret(cluster, "trello", {"key": "trello-key", "token": "trello-token"})
-    with serve(TrelloApi(rows=30)) as api:
-        await cluster.connection(
-            "boards",
-            type="trello",
-            schemaName="trello_data",
-            source={
-                "trello": {
-                    "baseUrl": f"{api.url}/1",
-                    "apiKeySecretRef": {"name": "trello", "key": "key"},
-                    "tokenSecretRef": {"name": "trello", "key": "token"},
-                }
-            },
-            retries=0,
-        )
-        await cluster.run("boards-1", "boards")
-        run = await cluster.wait_phase("boards-1", "Succeeded", "Failed", seconds=240)
-        expected = api.expected_counts()
-    status = run["status"]
-    assert status["phase"] == "Succeeded", status
-    loaded = status["result"]["progressCounts"]["load"]
-    assert {t: loaded.get(t) for t in TABLES} == {t: expected[t] for t in TABLES}
+async def secret_data(cluster: Cluster, name: str) -> dict[str, str]:
+    obj = await cluster.kube.request("GET", f"/api/v1/namespaces/{cluster.ns}/secrets/{name}")
+    assert obj is not None
+    return {k: base64.b64decode(v).decode() for k, v in obj["data"].items()}
 
 
-async def test_a_hubspot_connection_syncs_its_mock_with_exact_counts(
+async def secret_put(cluster: Cluster, name: str, key: str, value: str) -> None:
+    await cluster.kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{cluster.ns}/secrets/{name}",
+        body={"data": {key: base64.b64encode(value.encode()).decode()}},
+        content_type="application/merge-patch+json",
+    )
+
+
+#: type -> (the mock, its Secret's keys and values, the spec's Secret references, streams
+#: checked, extra settings). Calendly and Intercom sync their default streams.
+Case = tuple[tuple[type[MockApi], int], dict[str, str], dict[str, Any], tuple[str, ...], dict]
+SAAS: dict[str, Case] = {
+    "trello": (
+        (TrelloApi, 30),
+        {"key": "trello-key", "token": "trello-token"},
+        {"apiKeySecretRef": {"name": "trello", "key": "key"},
+         "tokenSecretRef": {"name": "trello", "key": "token"}},
+        ("boards", "organizations", "lists", "members", "checklists", "cards"),
+        {},
+    ),
+    "hubspot": (
+        (HubSpotApi, 30),
+        {"token": "hubspot-token"},
+        {"tokenSecretRef": {"name": "hubspot", "key": "token"}},
+        ("contacts", "deals", "owners"),
+        {"streams": ["contacts", "deals", "owners"]},
+    ),
+    "intercom": (
+        (IntercomApi, 40),
+        {"token": "intercom-token"},
+        {"tokenSecretRef": {"name": "intercom", "key": "token"}},
+        ("contacts", "companies", "conversations", "conversation_parts", "tickets"),
+        {},
+    ),
+    "calendly": (
+        (CalendlyApi, 30),
+        {"token": "calendly-token"},
+        {"tokenSecretRef": {"name": "calendly", "key": "token"}},
+        (),  # every table of expected_counts()
+        {},
+    ),
+}  # fmt: skip
+
+
+async def test_each_saas_type_syncs_its_mock_with_exact_counts(
     cluster: Cluster, operator: OperatorProcess
 ) -> None:
-    await secret(cluster, "hubspot", {"token": "hubspot-token"})
-    with serve(HubSpotApi(rows=30)) as api:
+    """Trello (base URL with /1), HubSpot, Intercom and Calendly side by side: real runner
+    pods, one operator."""
+    apis: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        for kind, ((mock, rows), data, refs, _, extra) in SAAS.items():
+            api = apis[kind] = stack.enter_context(serve(mock(rows=rows)))  # type: ignore[call-arg]
+            await secret(cluster, kind, data)
+            base = f"{api.url}/1" if kind == "trello" else api.url
+            await cluster.connection(
+                kind,
+                type=kind,
+                schemaName=f"{kind}_data",
+                source={kind: {"baseUrl": base, **refs, **extra}},
+                retries=0,
+            )
+            await cluster.run(f"{kind}-1", kind)
+        runs = {
+            kind: await cluster.wait_phase(f"{kind}-1", "Succeeded", "Failed", seconds=240)
+            for kind in SAAS
+        }
+        expected = {kind: api.expected_counts() for kind, api in apis.items()}
+    for kind, run in runs.items():
+        status = run["status"]
+        assert status["phase"] == "Succeeded", (kind, status)
+        loaded = status["result"]["progressCounts"]["load"]
+        tables = SAAS[kind][3] or tuple(expected[kind])
+        assert {t: loaded.get(t) for t in tables} == {t: expected[kind][t] for t in tables}, kind
+
+
+async def test_xero_runs_rotate_the_refresh_token_in_the_secret_one_run_at_a_time(
+    cluster: Cluster, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    # the Role create_namespace rendered from the chart (release "test")
+    operator_factory(DATAPIPELINES_RUNNER_OAUTH2_ROLE="test-datapipelines-runner-oauth2").start()
+    await secret(
+        cluster,
+        "xero",
+        {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+         "refresh_token": INITIAL_REFRESH_TOKEN},
+        annotations={CONNECTION_ANNOTATION: "books"},
+    )  # fmt: skip
+    streams = ["currencies", "invoices"]
+    with serve(XeroApi(rows=20)) as api:
         await cluster.connection(
-            "crm",
-            type="hubspot",
-            schemaName="crm_data",
+            "books",
+            type="xero",
+            schemaName="books_data",
+            concurrencyPolicy="Queue",
             source={
-                "hubspot": {
+                "xero": {
                     "baseUrl": api.url,
-                    "tokenSecretRef": {"name": "hubspot", "key": "token"},
-                    "streams": ["contacts", "deals", "owners"],
+                    "tokenUrl": f"{api.url}/connect/token",
+                    "secretName": "xero",
+                    "streams": streams,
+                    "requestsPerSecond": 100,
                 }
             },
             retries=0,
         )
-        await cluster.run("crm-1", "crm")
-        run = await cluster.wait_phase("crm-1", "Succeeded", "Failed", seconds=240)
-        expected = api.expected_counts()
-    status = run["status"]
-    assert status["phase"] == "Succeeded", status
-    loaded = status["result"]["progressCounts"]["load"]
-    streams = ("contacts", "deals", "owners")
-    assert {t: loaded.get(t) for t in streams} == {t: expected[t] for t in streams}
-
-
-async def test_an_intercom_connection_syncs_its_mock_with_exact_counts(
-    cluster: Cluster, operator: OperatorProcess
-) -> None:
-    await secret(cluster, "intercom", {"token": "intercom-token"})
-    with serve(IntercomApi(rows=40)) as api:
-        await cluster.connection(
-            "support",
-            type="intercom",
-            schemaName="support_data",
-            source={
-                "intercom": {
-                    "baseUrl": api.url,
-                    "tokenSecretRef": {"name": "intercom", "key": "token"},
-                }
-            },
-            retries=0,
-        )
-        await cluster.run("support-1", "support")
-        run = await cluster.wait_phase("support-1", "Succeeded", "Failed", seconds=240)
-        expected = api.expected_counts()
-    status = run["status"]
-    assert status["phase"] == "Succeeded", status
-    loaded = status["result"]["progressCounts"]["load"]
-    streams = ("contacts", "companies", "conversations", "conversation_parts", "tickets")
-    assert {t: loaded.get(t) for t in streams} == {t: expected[t] for t in streams}
-
-
-async def test_a_calendly_connection_syncs_its_mock_with_exact_counts(
-    cluster: Cluster, operator: OperatorProcess
-) -> None:
-    await secret(cluster, "calendly", {"token": "calendly-token"})
-    with serve(CalendlyApi(rows=30)) as api:
-        await cluster.connection(
-            "meetings",
-            type="calendly",
-            schemaName="meetings_data",
-            source={
-                "calendly": {
-                    "baseUrl": api.url,
-                    "tokenSecretRef": {"name": "calendly", "key": "token"},
-                }
-            },
-            retries=0,
-        )
-        await cluster.run("meetings-1", "meetings")
-        run = await cluster.wait_phase("meetings-1", "Succeeded", "Failed", seconds=240)
-        expected = api.expected_counts()
-    status = run["status"]
-    assert status["phase"] == "Succeeded", status
-    loaded = status["result"]["progressCounts"]["load"]
-    assert {t: loaded.get(t) for t in expected} == expected
+        await cluster.run("books-1", "books")
+        first = await cluster.wait_phase("books-1", "Succeeded", "Failed", seconds=240)
+        assert first["status"]["phase"] == "Succeeded", first["status"]
+        # two runs asked for together: they run one after the other, each with its own token
+        await asyncio.gather(cluster.run("books-2", "books"), cluster.run("books-3", "books"))
+        for name in ("books-2", "books-3"):
+            run = await cluster.wait_phase(name, "Succeeded", "Failed", seconds=240)
+            assert run["status"]["phase"] == "Succeeded", run["status"]
+        expected = api.expected_counts(streams)
+        assert (api.refreshes, api.refused_refreshes) == (3, 0)
+        held = await secret_data(cluster, "xero")
+        assert held["refresh_token"] == api.current_refresh_token == "xero-refresh-3"
+        # an old copy of the token put back: the run fails saying what to do, nothing spent
+        await secret_put(cluster, "xero", "refresh_token", "xero-refresh-1")
+        await cluster.run("books-4", "books")
+        used = await cluster.wait_phase("books-4", "Succeeded", "Failed", seconds=240)
+    loaded = first["status"]["result"]["progressCounts"]["load"]
+    assert {t: loaded.get(t) for t in streams} == expected
+    assert used["status"]["phase"] == "Failed"
+    error = used["status"]["result"]["error"]
+    assert error.startswith("bad credentials: ") and "invalid_grant" in error, error
+    assert "authorise again" in error and "xero-refresh" not in error
+    account = await cluster.kube.request(
+        "GET", f"/api/v1/namespaces/{cluster.ns}/serviceaccounts/{runner_account('books')}"
+    )
+    assert account is not None and account["metadata"]["ownerReferences"][0]["name"] == "books"

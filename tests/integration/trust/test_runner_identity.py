@@ -48,13 +48,13 @@ def pod_of(run: str, ns: str) -> dict[str, Any]:
     }
 
 
-def bound_token(ns: str, pod: dict[str, Any]) -> str:
-    """The runner's token bound to ``pod``, as the kubelet projects it into the pod."""
+def bound_token(ns: str, pod: dict[str, Any], account: str = "datapipelines-runner") -> str:
+    """``account``'s token bound to ``pod``, as the kubelet projects it into the pod."""
     obj = kubectl_json("get", "pod", pod["metadata"]["name"], "-n", ns)
     return kubectl(
         "create",
         "token",
-        "datapipelines-runner",
+        account,
         "-n",
         ns,
         "--bound-object-kind=Pod",

@@ -328,3 +328,31 @@ def test_node_selector_tolerations_and_host_network_from_settings() -> None:
     plain = pod_spec(render())
     assert plain["hostNetwork"] is False
     assert "dnsPolicy" not in plain and "nodeSelector" not in plain and "tolerations" not in plain
+
+
+def test_a_token_rotating_connection_runs_as_its_own_identity_with_its_secret_mounted() -> None:
+    xero = ConnectionSpec.model_validate(
+        {"type": "xero", "schemaName": "books", "source": {"xero": {"secretName": "xero-oauth"}}}
+    )
+    job = render_job("books", xero, run(), settings(runner_service_account="runner-sa"))
+    assert pod_spec(job)["serviceAccountName"] == "dp-oauth2-books"
+    volume = next(v for v in pod_spec(job)["volumes"] if "secret" in v)
+    assert volume["secret"]["secretName"] == "xero-oauth"
+    assert [i["key"] for i in volume["secret"]["items"]] == [
+        "client_id",
+        "client_secret",
+        "refresh_token",
+    ]
+    account, binding = jobs.oauth2_identity(
+        "books", "team-a", "uid-1", settings(runner_oauth2_role="rel-runner-oauth2")
+    )
+    assert account["kind"] == "ServiceAccount" and account["metadata"]["name"] == "dp-oauth2-books"
+    owner = account["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("PipelineConnection", "books", "uid-1")
+    assert binding["roleRef"]["name"] == "rel-runner-oauth2"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "dp-oauth2-books", "namespace": "team-a"}
+    ]
+    assert binding["metadata"]["ownerReferences"] == account["metadata"]["ownerReferences"]
+    plain = pod_spec(render(settings(runner_service_account="runner-sa")))
+    assert plain["serviceAccountName"] == "runner-sa"  # no rotation: the shared runner identity

@@ -68,6 +68,9 @@ class StartRun:
     run: PipelineRun
     connection: ConnectionView
     manifest: dict[str, Any]
+    #: Created first when the connection rotates an OAuth 2.0 token: its runner's own
+    #: ServiceAccount and RoleBinding (jobs.oauth2_identity); () otherwise.
+    identity: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from .. import schedule, validation
 from ..batchstate import recorded_terminal
 from ..concurrency import RunRef, plan
 from ..config import Settings
-from ..jobs import render_job
+from ..jobs import oauth2_identity, render_job
 from ..retention import FinishedRef, to_delete
 from ..status import (
     REASON_CANCELLED,
@@ -504,7 +504,12 @@ def _queue(b: _Builder, run: PipelineRun, why: str) -> None:
 def _start(b: _Builder, conn: ConnectionView, run: PipelineRun) -> None:
     assert conn.spec is not None
     manifest = render_job(conn.name, conn.spec, run, b.settings)
-    b.decision.actions.append(StartRun(run, conn, manifest))
+    identity = (
+        oauth2_identity(conn.name, conn.namespace, conn.meta.uid, b.settings)
+        if conn.spec.oauth2 is not None
+        else ()
+    )
+    b.decision.actions.append(StartRun(run, conn, manifest, identity))
 
 
 def _last_run(b: _Builder) -> dict[str, object] | None:
