@@ -75,6 +75,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[str
     for key, value in node.items():
         if key in _DROP or (key == "default" and value is None):
             continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum"):  # JSON Schema 2020 -> OpenAPI v3
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+            continue
         if key == "properties":
             out[key] = {
                 name: _convert(child, defs, f"{where}.{name}") for name, child in value.items()

@@ -47,7 +47,7 @@ def requests_per_second_field(default: float | None = None) -> Any:
     shown = "unpaced" if default is None else f"{default:g}"
     return Field(
         default=default,
-        ge=0.01,
+        gt=0,
         le=1000,
         description="Client-side pacing: at most this many requests per second, retries "
         f"included (default: {shown}; 429s are waited out either way).",

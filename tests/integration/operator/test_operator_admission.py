@@ -190,6 +190,30 @@ CONNECTION_CASES = [
         "spec.source.trello.tokenSecretRef.key",
     ),
     ("trello without its source", {"type": "trello"}, "spec.source"),
+    ("xero without its Secret", {"type": "xero", "source": {"xero": {}}}, "secretName"),
+    (
+        "xero stream unknown",
+        {"type": "xero", "source": {"xero": {"secretName": "xero", "streams": ["payroll"]}}},
+        "spec.source.xero.streams[0]",
+    ),
+    (
+        "oauth2_refresh without its grant",
+        {
+            "source": {
+                "restApi": {
+                    "baseUrl": "http://127.0.0.1:9/",
+                    "auth": {"type": "oauth2_refresh"},
+                    "resources": ["items"],
+                }
+            }
+        },
+        "spec.source.restApi.auth.oauth2",
+    ),
+    (
+        "pacing of zero requests per second",
+        {"type": "xero", "source": {"xero": {"secretName": "xero", "requestsPerSecond": 0}}},
+        "spec.source.xero.requestsPerSecond",
+    ),
     (
         "filesystem volume over /tmp",
         {

@@ -134,7 +134,7 @@ def test_requests_per_second_paces_every_request_dlt_sends() -> None:
         assert (httpretry.summary() or "").startswith("paced at 20 requests/s (waited ")
     finally:
         httpretry._pacer["current"] = None
-    with pytest.raises(ValueError, match=r"greater than or equal to 0\.01"):
+    with pytest.raises(ValueError, match="greater than 0"):
         ConnectionSpec.model_validate(
             {**spec.model_dump(by_alias=True), "source": {"restApi": {
                 "baseUrl": "http://x/", "resources": ["t"], "requestsPerSecond": 0}}}
