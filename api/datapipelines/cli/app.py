@@ -17,7 +17,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from datapipelines.cli import follow as following
-from datapipelines.cli import render
+from datapipelines.cli import oauth2, render
 from datapipelines.cli.client import EXIT_INTERRUPTED, TIMEOUT_SECONDS, ApiClient, CliError
 from datapipelines.cli.config import DEFAULT_URL, KEY_ENV, URL_ENV, resolve
 
@@ -348,3 +348,56 @@ def logs_cmd(
 
 def run() -> None:
     app(prog_name="datapipelines")
+
+
+@app.command("oauth2-secret")
+def oauth2_secret_cmd(
+    secret: Annotated[str, typer.Argument(metavar="SECRET", help="The Secret's name.")],
+    connection: Annotated[
+        str, typer.Option("--connection", help="The connection that will rotate its token.")
+    ],
+    client_id: Annotated[str, typer.Option("--client-id", help="The app's client id.")],
+    client_secret: Annotated[
+        str,
+        typer.Option(
+            "--client-secret",
+            envvar="DATAPIPELINES_OAUTH2_CLIENT_SECRET",
+            help="The app's client secret (better: the environment variable).",
+            show_default=False,
+        ),
+    ],
+    redirect_uri: Annotated[
+        str, typer.Option("--redirect-uri", help="The redirect URI registered for the app.")
+    ],
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code",
+            help="The code the redirect carried (without it: the URL to open).",
+            show_default=False,
+        ),
+    ] = None,
+    authorize: Annotated[
+        str, typer.Option("--authorize-url", help="The provider's authorization endpoint.")
+    ] = oauth2.XERO_AUTHORIZE_URL,
+    token_url: Annotated[
+        str, typer.Option("--token-url", help="The provider's token endpoint.")
+    ] = oauth2.XERO_TOKEN_URL,
+    scope: Annotated[str, typer.Option("--scope", help="Scopes to consent to.")] = (
+        oauth2.XERO_SCOPE
+    ),
+) -> None:
+    """The first refresh token of an oauth2_refresh or Xero connection, as a Secret to apply:
+    without --code, the URL to open and consent at; with the code the redirect carried, the
+    Secret (annotated for the connection) on stdout: `… | kubectl apply -f -`. Defaults: Xero."""
+    if code is None:
+        url = oauth2.authorize_url(authorize, client_id, redirect_uri, scope)
+        sys.stderr.write(
+            "Open this URL, consent, and run this command again with --code <the code in the "
+            "URL you are redirected to>:\n"
+        )
+        sys.stdout.write(url + "\n")
+        return
+    refresh = oauth2.exchange_code(token_url, client_id, client_secret, code, redirect_uri)
+    manifest = oauth2.secret_manifest(secret, connection, client_id, client_secret, refresh)
+    sys.stdout.write(json.dumps(manifest, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """What each ServiceAccount of the chart may do, asked of the apiserver (`kubectl auth can-i`):
-no Secret reads beyond what is mounted, no pods/exec, no escalate/bind/impersonate, and nothing
-cluster-wide in single-namespace mode."""
+no Secret reads beyond what is mounted, no pods/exec, no escalate/impersonate, no bind but the
+operator's of the token-rotating runner's Role, nothing cluster-wide in single-namespace mode."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ NEVER = [
     ("create", "serviceaccounts/token"),
     ("escalate", "roles"),
     ("bind", "roles"),
-    ("create", "rolebindings"),
+    ("bind", "clusterroles"),
+    ("create", "clusterrolebindings"),
     ("impersonate", "serviceaccounts"),
     ("update", "pipelineconnections"),
     ("delete", "pipelineconnections"),
@@ -39,6 +40,9 @@ MUST = {
         ("watch", "pods"),
         ("create", "events"),
         ("update", "leases"),
+        # a token-rotating connection's runner identity (dp-oauth2-<connection>)
+        ("create", "serviceaccounts"),
+        ("create", "rolebindings"),
     ],
     "api": [
         ("watch", "pipelineconnections"),
@@ -53,9 +57,24 @@ MUST = {
 }
 #: What each component must NOT be able to do, beyond NEVER.
 MUST_NOT = {
-    "operator": [("get", "pods/log"), ("update", "pipelineruns"), ("get", "configmaps")],
-    "api": [("patch", "pipelineruns/status"), ("list", "jobs"), ("delete", "pipelineruns")],
+    "operator": [
+        ("get", "pods/log"),
+        ("update", "pipelineruns"),
+        ("get", "configmaps"),
+        ("patch", "secrets"),
+        ("delete", "serviceaccounts"),
+        ("update", "rolebindings"),
+    ],
+    "api": [
+        ("patch", "pipelineruns/status"),
+        ("list", "jobs"),
+        ("delete", "pipelineruns"),
+        ("create", "rolebindings"),
+        ("patch", "secrets"),
+    ],
     "runner": [
+        ("patch", "secrets"),
+        ("create", "rolebindings"),
         ("get", "pipelineruns"),
         ("patch", "pipelineruns"),
         ("get", "jobs"),
@@ -80,6 +99,20 @@ def test_what_each_component_may_do(release: Release, component: str) -> None:
     assert not denied, f"{component} lacks rights it needs: {denied}"
     granted = [(v, w) for v, w in NEVER + MUST_NOT[component] if can(release, component, v, w, ns)]
     assert not granted, f"{component} has rights it must not: {granted}"
+
+
+def test_the_operator_may_bind_only_the_token_rotating_runners_role(release: Release) -> None:
+    """It creates dp-oauth2-<connection> RoleBindings: to that one Role and no other."""
+    ns, operator = release.namespace, release.sa("operator")
+
+    def may_bind(role: str) -> bool:
+        proc = kubectl(
+            "auth", "can-i", "bind", f"roles/{role}", "-n", ns, f"--as={operator}", check=False
+        )
+        return proc.stdout.strip() == "yes"
+
+    assert may_bind("trust-datapipelines-runner-oauth2")
+    assert not may_bind("trust-datapipelines-operator") and not may_bind("admin")
 
 
 @pytest.mark.parametrize("component", ["operator", "api", "runner"])

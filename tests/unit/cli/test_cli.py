@@ -365,3 +365,31 @@ def _created_run(server: AsgiServer, store: FakeStore, connection: str) -> str:
             return str(names[-1])
         time.sleep(0.05)
     raise AssertionError(f"no run of {connection} was created")
+
+
+def test_oauth2_secret_prints_the_consent_url_then_the_secret_for_the_code() -> None:
+    from datapipelines.mocks import serve
+    from datapipelines.mocks.xero import AUTH_CODE, CLIENT_ID, CLIENT_SECRET, XeroApi
+
+    with serve(XeroApi(rows=1)) as api:
+        common = [
+            "oauth2-secret", "xero", "--connection", "books", "--client-id", CLIENT_ID,
+            "--client-secret", CLIENT_SECRET, "--redirect-uri", "http://localhost:8080/cb",
+            "--token-url", f"{api.url}/connect/token",
+        ]  # fmt: skip
+        consent = cli(None, *common)
+        assert consent.returncode == 0, consent.stderr
+        assert consent.stdout.startswith("https://login.xero.com/identity/connect/authorize?")
+        assert "scope=offline_access" in consent.stdout and "--code" in consent.stderr
+        secret = as_json(cli(None, *common, "--code", AUTH_CODE))
+        reused = cli(None, *common, "--code", AUTH_CODE)  # a code works once
+    assert secret["metadata"] == {
+        "name": "xero",
+        "annotations": {"datapipelines.io/oauth2-connection": "books"},
+    }
+    assert secret["stringData"] == {
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": "xero-refresh-1",
+    }
+    assert reused.returncode == 4 and "invalid_grant" in reused.stderr, reused.stderr
