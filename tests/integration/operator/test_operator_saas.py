@@ -13,9 +13,12 @@ import pytest
 
 from datapipelines.mocks import MockApi, serve
 from datapipelines.mocks.calendly import CalendlyApi
+from datapipelines.mocks.fireflies import FirefliesApi
 from datapipelines.mocks.hubspot import HubSpotApi
 from datapipelines.mocks.intercom import IntercomApi
+from datapipelines.mocks.pandadoc import PandaDocApi
 from datapipelines.mocks.trello import TrelloApi
+from datapipelines.mocks.wassenger import WassengerApi
 from datapipelines.mocks.xero import CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH_TOKEN, XeroApi
 from datapipelines.resources.oauth2 import CONNECTION_ANNOTATION, runner_account
 from tests.integration.operator.opcluster import Cluster
@@ -87,20 +90,42 @@ SAAS: dict[str, Case] = {
         (),  # every table of expected_counts()
         {},
     ),
+    "pandadoc": (
+        (PandaDocApi, 30),
+        {"api-key": "pandadoc-key"},
+        {"apiKeySecretRef": {"name": "pandadoc", "key": "api-key"}},
+        ("documents", "recipients", "tokens"),
+        {},
+    ),
+    "wassenger": (
+        (WassengerApi, 30),
+        {"api-key": "wassenger-token"},
+        {"apiKeySecretRef": {"name": "wassenger", "key": "api-key"}},
+        ("devices", "messages", "chats", "contacts", "groups"),
+        {},
+    ),
+    "fireflies": (
+        (FirefliesApi, 30),
+        {"api-key": "fireflies-key"},
+        {"apiKeySecretRef": {"name": "fireflies", "key": "api-key"}},
+        ("transcripts",),
+        {},
+    ),
 }  # fmt: skip
+#: Where a mock serves the vendor's API root below its URL.
+API_ROOT = {"trello": "/1", "wassenger": "/v1"}
 
 
 async def test_each_saas_type_syncs_its_mock_with_exact_counts(
     cluster: Cluster, operator: OperatorProcess
 ) -> None:
-    """Trello (base URL with /1), HubSpot, Intercom and Calendly side by side: real runner
-    pods, one operator."""
+    """Seven types side by side (Xero below): real runner pods, one operator."""
     apis: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         for kind, ((mock, rows), data, refs, _, extra) in SAAS.items():
             api = apis[kind] = stack.enter_context(serve(mock(rows=rows)))  # type: ignore[call-arg]
             await secret(cluster, kind, data)
-            base = f"{api.url}/1" if kind == "trello" else api.url
+            base = api.url + API_ROOT.get(kind, "")
             await cluster.connection(
                 kind,
                 type=kind,
