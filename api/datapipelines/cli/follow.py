@@ -5,6 +5,8 @@ On a terminal the state is a live display (rich); otherwise one line per change,
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -107,8 +109,15 @@ def follow(
     interval: float,
     lines: Callable[[Status], list[str]],
 ) -> Status:
-    """Poll until the task is no longer active; returns its last status."""
+    """Poll until the task is no longer active; returns its last status. Ctrl-C always ends
+    the wait (KeyboardInterrupt): it is also remembered, so a library that swallows the
+    interrupt (a live display's thread, an HTTP client) cannot keep the loop going."""
     printed: set[str] = set()
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        stop.set()
+        raise KeyboardInterrupt
 
     def step() -> Status:
         status = poll()
@@ -118,20 +127,29 @@ def follow(
                 if line not in printed:
                     printed.add(line)
                     log.print(line, markup=False, highlight=False, soft_wrap=True)
+        if stop.is_set():
+            raise KeyboardInterrupt
         return status
 
-    if not live:
+    def loop() -> Status:
         status = step()
         while status.get("active", False):
-            time.sleep(interval)
+            if stop.wait(interval):
+                raise KeyboardInterrupt
             status = step()
         return status
-    with Live(view, console=console, refresh_per_second=8, transient=True):
-        status = step()
-        while status.get("active", False):
-            time.sleep(interval)
-            status = step()
-    return status
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupted) if main else None
+    try:
+        if not live:
+            return loop()
+        with Live(view, console=console, refresh_per_second=8, transient=True):
+            status = loop()
+        return status
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def run_lines(status: Status) -> list[str]:
