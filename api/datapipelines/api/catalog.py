@@ -20,7 +20,11 @@ from pydantic import ValidationError
 
 from datapipelines.resources import LABEL_BATCH, LABEL_CONNECTION
 from datapipelines.resources.batch import PipelineBatch
-from datapipelines.resources.connection import ConnectionStatus, PipelineConnection
+from datapipelines.resources.connection import (
+    ConnectionSpec,
+    ConnectionStatus,
+    PipelineConnection,
+)
 from datapipelines.resources.meta import ObjectMeta
 from datapipelines.resources.run import PipelineRun, RunPhase, is_terminal
 from datapipelines.resources.times import EPOCH, time_key
@@ -55,6 +59,18 @@ class ConnectionSummary:
         return (self.namespace, self.name)
 
 
+def _default(field: str) -> Any:
+    """The shared model's default of a spec field: one source for the fallback below."""
+    return ConnectionSpec.model_fields[field].get_default(call_default_factory=True)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
 def summarize_connection(obj: Obj) -> ConnectionSummary:
     """Through the shared model; a spec the model refuses (stored before a stricter CRD) is
     still listed, from its raw fields, so the API never hides a connection."""
@@ -76,12 +92,14 @@ def summarize_connection(obj: Obj) -> ConnectionSummary:
     except ValidationError:
         fields = dict(
             type=str(raw.get("type") or ""),
-            enabled=bool(raw.get("enabled", True)),
+            enabled=bool(raw.get("enabled", _default("enabled"))),
             schema_name=str(raw.get("schemaName") or ""),
-            concurrency_policy=str(raw.get("concurrencyPolicy") or "Forbid"),
+            concurrency_policy=str(
+                raw.get("concurrencyPolicy") or _default("concurrency_policy").value
+            ),
             schedule=raw.get("schedule"),
-            timeout_seconds=int(raw.get("timeoutSeconds") or 3600),
-            retries=int(raw.get("retries") or 0),
+            timeout_seconds=_int(raw.get("timeoutSeconds"), _default("timeout_seconds")),
+            retries=_int(raw.get("retries"), _default("retries")),
         )
         try:
             status = ConnectionStatus.model_validate(obj.get("status") or {})

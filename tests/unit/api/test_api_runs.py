@@ -168,6 +168,18 @@ def test_wait_limit_from_connection_spec() -> None:
     assert services.wait_limit(conn, 7) == 7
 
 
+def test_a_spec_the_model_refuses_is_listed_with_the_models_defaults() -> None:
+    bad = connection("c")
+    bad["spec"] = {"type": "rest_api", "schemaName": "s", "source": {"restApi": {}}}
+    conn = summarize_connection(bad)
+    assert (conn.type, conn.retries, conn.timeout_seconds) == ("rest_api", 2, 3600)
+    assert conn.enabled is True and conn.concurrency_policy == "Forbid"
+    bad["spec"].update(retries="three", timeoutSeconds=60)
+    assert (
+        summarize_connection(bad).retries == 2 and summarize_connection(bad).timeout_seconds == 60
+    )
+
+
 async def test_client_disconnect_leaves_the_run(client: httpx.AsyncClient, fake: FakeStore) -> None:
     request = asyncio.create_task(client.post("/connections/alpha/run"))
     run_id = await _created_run(fake, "alpha")
