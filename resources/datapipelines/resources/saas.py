@@ -72,6 +72,17 @@ def streams_field(default: Callable[[], list[Any]], description: str) -> Any:
     )
 
 
+def start_date_field(description: str) -> Any:
+    """A type's ``startDate``: where the first run's incremental cursor starts (a date, or a
+    date-time with a zone; UTC if none)."""
+    return Field(
+        default=None,
+        max_length=40,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2}))?$",
+        description=description,
+    )
+
+
 class SaasSource(K8sModel):
     """What every SaaS type has: its API root (overridable for regions and tests), the HTTP
     retry policy and optional pacing. Each type sets its own defaults."""
@@ -113,6 +124,9 @@ class TrelloSource(SaasSource):
         json_schema_extra=crd(
             **{"x-kubernetes-list-type": "set", "items": {"type": "string", "maxLength": 64}}
         ),
+    )
+    start_date: str | None = start_date_field(
+        "Cards with activity at or after this date/time on the first run (default: all)."
     )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=8),
@@ -164,6 +178,9 @@ class HubSpotSource(SaasSource):
         description="Read every property of each object (discovered from "
         "/crm/v3/properties/{object}); false: HubSpot's default properties only.",
     )
+    start_date: str | None = start_date_field(
+        "Objects modified at or after this date/time on the first run (default: all)."
+    )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=8),
         description="HTTP retries and waits (HubSpot: 100-200 requests per 10 s).",
@@ -212,6 +229,10 @@ class IntercomSource(SaasSource):
         "Tables to sync (default: contacts, companies, conversations, "
         "conversation_parts, tickets). conversation_parts reads each conversation.",
     )
+    start_date: str | None = start_date_field(
+        "Contacts, conversations and tickets updated at or after this date/time on the first "
+        "run (default: all)."
+    )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=8),
         description="HTTP retries and waits (Intercom: 10,000 requests per minute per app).",
@@ -243,11 +264,8 @@ class CalendlySource(SaasSource):
         lambda: list(CALENDLY_DEFAULT_STREAMS),
         "Tables to sync (default: all of them).",
     )
-    start_date: str | None = Field(
-        default=None,
-        max_length=40,
-        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2}))?$",
-        description="Scheduled events starting at or after this date/time (default: all).",
+    start_date: str | None = start_date_field(
+        "Scheduled events starting at or after this date/time (default: all)."
     )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=8),
@@ -279,12 +297,8 @@ class PandaDocSource(SaasSource):
         lambda: list(PANDADOC_DEFAULT_STREAMS),
         "Tables to sync (default: documents, recipients, tokens).",
     )
-    start_date: str | None = Field(
-        default=None,
-        max_length=40,
-        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2}))?$",
-        description="Documents modified at or after this date/time on the first run "
-        "(default: all).",
+    start_date: str | None = start_date_field(
+        "Documents modified at or after this date/time on the first run (default: all)."
     )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=8),
@@ -413,6 +427,9 @@ class XeroSource(SaasSource):
     streams: list[XeroStream] = streams_field(
         lambda: list(XERO_DEFAULT_STREAMS),
         "Tables to sync (default: all of them).",
+    )
+    start_date: str | None = start_date_field(
+        "Records modified at or after this date/time on the first run (default: all)."
     )
     retry: HttpRetry = Field(
         default_factory=lambda: HttpRetry(max_attempts=10),

@@ -5,6 +5,7 @@ from the typed sub-object of the shared contract (``datapipelines.resources.saas
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from datapipelines.resources.connection import AuthType, ConnectionSpec, RestApiAuth, RestApiSource
@@ -43,11 +44,21 @@ TRELLO_PER_BOARD: dict[TrelloStream, tuple[str, dict[str, Any]]] = {
 
 #: Cards load when their last activity is at or after the newest the previous run loaded
 #: (a card without one loads each run); Trello has no server-side filter for cards.
-TRELLO_CARDS_INCREMENTAL = {
-    "cursor_path": "dateLastActivity",
-    "initial_value": "1970-01-01T00:00:00.000Z",
-    "on_cursor_value_missing": "include",
-}
+TRELLO_CARDS_CURSOR = {"cursor_path": "dateLastActivity", "on_cursor_value_missing": "include"}
+
+
+def start_of(start_date: str | None) -> datetime:
+    """A type's ``startDate`` as an aware UTC date-time (the epoch without one)."""
+    if not start_date:
+        return datetime(1970, 1, 1, tzinfo=UTC)
+    ts = datetime.fromisoformat(start_date.replace("Z", "+00:00"))
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def iso_ms(start_date: str | None) -> str:
+    """``startDate`` as the vendors' ISO form with milliseconds (``…T00:00:00.000Z``): the
+    cursor values it is compared with are text of that shape."""
+    return start_of(start_date).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def is_saas(spec: ConnectionSpec) -> bool:
@@ -118,7 +129,10 @@ def trello(src: TrelloSource) -> tuple[RestApiSource, list[str]]:
                 "params": {**query, "board_id": board_id},
             }
             if stream is TrelloStream.CARDS:
-                endpoint["incremental"] = TRELLO_CARDS_INCREMENTAL
+                endpoint["incremental"] = {
+                    **TRELLO_CARDS_CURSOR,
+                    "initial_value": iso_ms(src.start_date),
+                }
             resources.append(_merged(stream.value, endpoint, include_from_parent=["id"]))
     source = RestApiSource(
         base_url=src.base_url.rstrip("/") + "/",
@@ -161,7 +175,9 @@ HUBSPOT_LISTS: dict[HubSpotStream, str] = {
 }
 
 
-def hubspot_search(kind: HubSpotStream, properties: list[str]) -> dict[str, Any]:
+def hubspot_search(
+    kind: HubSpotStream, properties: list[str], start_date: str | None = None
+) -> dict[str, Any]:
     """An incremental CRM object stream through the search API: modified at or after the last
     run's newest (epoch ms; everything on the first run), oldest first, 200 per page, and past
     HubSpot's 10,000-result cap a new search from the last date read
@@ -194,7 +210,7 @@ def hubspot_search(kind: HubSpotStream, properties: list[str]) -> dict[str, Any]
         "paginator": HubSpotSearchPaginator(modified, HUBSPOT_SEARCH_PAGE),
         "incremental": {
             "cursor_path": f"properties.{modified}",
-            "initial_value": "1970-01-01T00:00:00.000Z",
+            "initial_value": iso_ms(start_date),
             "convert": epoch_ms,
         },
     }
@@ -222,7 +238,7 @@ def hubspot(src: HubSpotSource, find: PropertyFinder) -> tuple[RestApiSource, li
         objects.append(HubSpotStream.DEALS)  # the parent of the associations
     for stream in objects:
         names = find(src.base_url, token, stream.value) if src.all_properties else []
-        search = hubspot_search(stream, names[:HUBSPOT_MAX_PROPERTIES])
+        search = hubspot_search(stream, names[:HUBSPOT_MAX_PROPERTIES], src.start_date)
         resources.append(_merged(stream.value, search))
     for stream, path in HUBSPOT_LISTS.items():
         if stream in streams:
@@ -268,7 +284,7 @@ INTERCOM_SMALL: dict[IntercomStream, tuple[str, str]] = {
 }
 
 
-def intercom_search(kind: str, key: str) -> dict[str, Any]:
+def intercom_search(kind: str, key: str, since: int = 0) -> dict[str, Any]:
     """An incremental stream through Intercom's search API: ``updated_at > <cursor>`` (unix
     seconds; 0 on the first run: everything), 150 per page, the cursor in the body. A re-run
     reads only what changed since the last one (the original's cursor, without lookback)."""
@@ -285,7 +301,7 @@ def intercom_search(kind: str, key: str) -> dict[str, Any]:
             "cursor_path": "pages.next.starting_after",
             "cursor_body_path": "pagination.starting_after",
         },
-        "incremental": {"cursor_path": "updated_at", "initial_value": 0},
+        "incremental": {"cursor_path": "updated_at", "initial_value": since},
     }
 
 
@@ -295,13 +311,14 @@ def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
     changed conversation read whole for its parts (``_conversations_id`` ties a part to it)."""
     token = secrets.read(src.token_secret_ref)
     streams = set(src.streams)
+    since = int(start_of(src.start_date).timestamp())
     resources: list[dict[str, Any]] = []
 
     def add(name: str, endpoint: dict[str, Any], **extra: Any) -> None:
         resources.append(_merged(name, endpoint, **extra))
 
     if IntercomStream.CONTACTS in streams:
-        add("contacts", intercom_search("contacts", "data"))
+        add("contacts", intercom_search("contacts", "data", since))
     if IntercomStream.COMPANIES in streams:
         add(
             "companies",
@@ -318,7 +335,7 @@ def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
             },
         )
     if streams & {IntercomStream.CONVERSATIONS, IntercomStream.CONVERSATION_PARTS}:
-        add("conversations", intercom_search("conversations", "conversations"))
+        add("conversations", intercom_search("conversations", "conversations", since))
     if IntercomStream.CONVERSATION_PARTS in streams:
         add(
             "conversation_parts",
@@ -336,7 +353,7 @@ def intercom(src: IntercomSource) -> tuple[RestApiSource, list[str]]:
             include_from_parent=["id"],
         )
     if IntercomStream.TICKETS in streams:
-        add("tickets", intercom_search("tickets", "tickets"))
+        add("tickets", intercom_search("tickets", "tickets", since))
     for stream, (path, key) in INTERCOM_SMALL.items():
         if stream in streams:
             add(stream.value, {"path": path, "data_selector": key})
@@ -768,12 +785,18 @@ XERO_EPOCH = "/Date(0+0000)/"
 TenantFinder = Callable[[str, str, str | None], str]
 
 
+def xero_date(start_date: str | None) -> str:
+    """``startDate`` as a Xero JSON date (``/Date(<epoch ms>+0000)/``), the cursor's shape."""
+    if not start_date:
+        return XERO_EPOCH
+    return f"/Date({int(start_of(start_date).timestamp() * 1000)}+0000)/"
+
+
 def xero_since(value: Any) -> str:
     """A cursor value (``/Date(ms+0000)/``) as the ``If-Modified-Since`` Xero takes: UTC
     ``yyyy-mm-ddThh:mm:ss`` (the second it falls in: rows of that second come again and are
     recognised, not loaded twice)."""
     import re
-    from datetime import UTC, datetime
 
     match = re.search(r"(-?\d+)", str(value))
     ms = int(match.group(1)) if match else 0
@@ -831,7 +854,7 @@ def xero(src: XeroSource, find: TenantFinder) -> tuple[RestApiSource, list[str]]
             headers["If-Modified-Since"] = "{incremental.start_value}"
             endpoint["incremental"] = {
                 "cursor_path": "UpdatedDateUTC",
-                "initial_value": XERO_EPOCH,
+                "initial_value": xero_date(src.start_date),
                 "convert": xero_since,
             }
         resources.append(_merged(stream.value, endpoint, primary_key=primary_key))

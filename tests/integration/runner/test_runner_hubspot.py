@@ -81,3 +81,19 @@ def test_a_bad_token_fails_naming_the_status(runner: Runner, tmp_path: Path) -> 
     assert outcome.exit_code != 0
     assert "401" in (outcome.error or ""), outcome.error
     assert "expired" not in str(outcome.result)
+
+
+def test_a_start_date_begins_the_first_run_there(runner: Runner, tmp_path: Path) -> None:
+    runner.secret("hubspot", "token", "hubspot-token")
+    db = tmp_path / "warehouse.duckdb"
+    with serve(HubSpotApi(rows=60)) as api:
+        spec = hubspot_spec(api.url, db, streams=["contacts"], startDate="2024-01-02")
+        outcome = runner.run(spec, name="crm")
+        later = [
+            r
+            for r in api.objects["contacts"]
+            if r["properties"]["lastmodifieddate"] >= "2024-01-02"
+        ]
+    assert outcome.exit_code == 0, outcome.error
+    assert 0 < len(later) < 60
+    assert duckdb_query(db, "SELECT count(*) FROM crm.contacts") == [(len(later),)]

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from datapipelines.resources.connection import ConnectionSpec, WriteDisposition
+from datapipelines.resources.saas import HubSpotStream
 from datapipelines.runner import saas, secrets
 from datapipelines.runner.paginators import HubSpotSearchPaginator
 from datapipelines.runner.restconfig import rest_api_config
@@ -332,3 +333,18 @@ def test_fireflies_pages_by_skip_in_the_variables_and_escapes_the_query(tmp_path
     assert "{{" in endpoint["json"]["query"] and "{incremental" not in endpoint["json"]["query"]
     assert endpoint["incremental"]["lag"] == 3600
     assert saas.braces("a { b }") == "a {{ b }}"
+
+
+def test_start_dates_become_each_cursors_first_value() -> None:
+    assert saas.iso_ms(None) == "1970-01-01T00:00:00.000Z"
+    assert saas.iso_ms("2024-03-01") == "2024-03-01T00:00:00.000Z"
+    assert saas.iso_ms("2024-03-01T12:00:00+02:00") == "2024-03-01T10:00:00.000Z"
+    assert saas.xero_date("2024-01-01") == "/Date(1704067200000+0000)/"
+    assert saas.xero_date(None) == saas.XERO_EPOCH
+    search = saas.hubspot_search(HubSpotStream.DEALS, [], "2024-03-01")
+    assert search["incremental"]["initial_value"] == "2024-03-01T00:00:00.000Z"
+    assert search["incremental"]["convert"]("2024-03-01T00:00:00.000Z") == "1709251200000"
+    assert saas.intercom_search("contacts", "data", 1709251200)["incremental"] == {
+        "cursor_path": "updated_at",
+        "initial_value": 1709251200,
+    }
