@@ -99,7 +99,8 @@ def show_tables(path: str, schema: str) -> None:
                 r[0]
                 for r in con.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                    "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY table_name",
+                    "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
+                    "AND table_name NOT LIKE '\\_datapipelines%' ESCAPE '\\' ORDER BY table_name",
                     [schema],
                 ).fetchall()
             ]
