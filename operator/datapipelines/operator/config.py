@@ -22,6 +22,7 @@
 | ``DATAPIPELINES_JOB_TTL_SECONDS`` | ``ttlSecondsAfterFinished`` of Jobs | ``3600`` |
 | ``DATAPIPELINES_BATCH_TTL_SECONDS`` | finished PipelineBatches are deleted after | ``86400`` |
 | ``DATAPIPELINES_ORPHAN_GRACE_SECONDS`` | runs of a deleted connection kept for | ``600`` |
+| ``DATAPIPELINES_CONNECTION_GRACE_SECONDS`` | a run of a missing connection fails after | ``30`` |
 | ``DATAPIPELINES_HISTORY_DSN`` | PostgreSQL DSN of the run archive | empty (off) |
 | ``DATAPIPELINES_EVENTS`` | ``all`` or ``warnings``: which Kubernetes Events to post | ``all`` |
 | ``DATAPIPELINES_METRICS_PORT`` | Prometheus metrics port (0 = off) | ``9090`` |
@@ -110,6 +111,8 @@ class Settings(BaseSettings):
     job_ttl_seconds: int = Field(default=3600, ge=0)
     batch_ttl_seconds: int = Field(default=86400, ge=0)
     orphan_grace_seconds: int = Field(default=600, ge=0)
+    #: How long a run waits for a connection that does not exist (yet) before it fails.
+    connection_grace_seconds: float = Field(default=30.0, ge=0)
     history_dsn: str = ""
     events: Literal["all", "warnings"] = "all"
     metrics_port: int = Field(default=9090, ge=0, le=65535)

@@ -156,7 +156,10 @@ async def test_run_of_invalid_connection_fails(cluster: Cluster, operator: Opera
     assert msg(run).startswith("ConnectionInvalid")
 
 
-async def test_run_of_missing_connection_fails(cluster: Cluster, operator: OperatorProcess) -> None:
+async def test_run_of_missing_connection_fails(
+    cluster: Cluster, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    operator_factory(DATAPIPELINES_CONNECTION_GRACE_SECONDS="2").start()
     await cluster.run("ghost-1", "ghost")
     run = await cluster.wait_phase("ghost-1", "Failed", seconds=90)
     assert msg(run).startswith("ConnectionNotFound")

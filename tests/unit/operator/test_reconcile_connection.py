@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from datapipelines.operator.config import Settings
 from datapipelines.operator.jobs import render_job
 from datapipelines.operator.reconcile.actions import (
     CreateRun,
@@ -18,7 +19,6 @@ from datapipelines.operator.reconcile.actions import (
     PatchRunStatus,
     StartRun,
 )
-from datapipelines.operator.reconcile.connection import CONNECTION_GRACE_SECONDS
 from datapipelines.resources import LABEL_BATCH, LABEL_CONNECTION, LABEL_TRIGGER
 from datapipelines.resources.manifests import scheduled_run_name
 from datapipelines.resources.podcontract import WAREHOUSE_DEFAULT_FILE
@@ -569,6 +569,9 @@ def test_a_started_pod_is_not_held_to_the_start_timeout() -> None:
 
 
 # --------------------------------------------------------------------------- missing connection
+
+
+CONNECTION_GRACE_SECONDS = Settings().connection_grace_seconds
 
 
 def test_run_of_a_missing_connection_waits_then_fails() -> None:

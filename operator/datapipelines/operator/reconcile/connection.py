@@ -62,8 +62,6 @@ from .actions import (
 )
 from .runstatus import run_patch
 
-#: How long a run waits for a connection that does not exist (yet) before it fails.
-CONNECTION_GRACE_SECONDS = 30
 #: How often a run waiting for a foreign Job of its name to go looks again.
 FOREIGN_JOB_RETRY_SECONDS = 10
 
@@ -382,8 +380,8 @@ def _orphans(b: _Builder, pending: list[PipelineRun]) -> None:
             b.end_without_job(
                 run, RunPhase.CANCELLED, f"{REASON_CANCELLED}: cancelled before it started"
             )
-        elif age < CONNECTION_GRACE_SECONDS:
-            b.decision.after(CONNECTION_GRACE_SECONDS - age)
+        elif age < b.settings.connection_grace_seconds:
+            b.decision.after(b.settings.connection_grace_seconds - age)
         else:
             b.end_without_job(
                 run,
