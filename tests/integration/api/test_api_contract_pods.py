@@ -53,7 +53,7 @@ def env(crds: None, images: object, postgres_server: PostgresServer) -> Iterator
     dsn = postgres_server.dsn(db)
     with (
         serve_demo_source(DemoState(records=300, page_size=100)) as fast,
-        serve_demo_source(DemoState(records=1000, page_size=100, delay_ms=2500)) as slow,
+        serve_demo_source(DemoState(records=1000, page_size=100, delay_ms=1500)) as slow,
     ):
         kubectl_apply(
             [
