@@ -33,6 +33,12 @@ class NotFound(ApiError):
     status_code = 404
 
 
+class Forbidden(ApiError):
+    """The caller sees the object but lacks the verb (`missing`) in its namespace."""
+
+    status_code = 403
+
+
 class Conflict(ApiError):
     status_code = 409
 

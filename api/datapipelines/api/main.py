@@ -12,7 +12,11 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from datapipelines.api.archive import HistoryArchive, PostgresArchive
+from datapipelines.api.audit import AuditMiddleware
+from datapipelines.api.deps import Gate
 from datapipelines.api.errors import install_handlers
+from datapipelines.api.keyring import Keyring, KeysFileError
+from datapipelines.api.kubeauth import KubeAuth, apiserver_poster
 from datapipelines.api.mcp import McpEndpoint, ToolDeps
 from datapipelines.api.metrics import Metrics, MetricsMiddleware
 from datapipelines.api.podlogs import KubePodLogs, PodLogSource
@@ -26,8 +30,11 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 REST facade of datapipelines. Every task is a Kubernetes object (PipelineRun or PipelineBatch)
 whose name is the task id, so tasks survive restarts. Send one of the server's keys in the
-`X-API-Key` header on every endpoint except `/healthz`, `/readyz` and `/metrics`. The same
-operations are MCP tools at `/mcp` (Model Context Protocol over streamable HTTP, same key).
+`X-API-Key` header on every endpoint except `/healthz`, `/readyz` and `/metrics` (or, when the
+server accepts them, a Kubernetes token as `Authorization: Bearer`). A key may be scoped to
+namespaces and verbs (read, run, cancel): objects of other namespaces answer 404, a verb it
+lacks 403. The same operations are MCP tools at `/mcp` (Model Context Protocol over streamable
+HTTP, same credentials).
 """
 
 _UNSET = object()
@@ -39,15 +46,23 @@ def create_app(
     kube: PipelineStore | None = None,
     archive: HistoryArchive | object | None = _UNSET,
     pod_logs: PodLogSource | None = None,
+    kube_auth: KubeAuth | None = None,
 ) -> FastAPI:
     """The app. `kube` replaces the Kubernetes-backed store (tests pass a fake, and a
-    `pod_logs` source if they want one: without the real store there are no pods)."""
+    `pod_logs` source if they want one: without the real store there are no pods; and a
+    `kube_auth` with a fake reviewer). KeysFileError when the keys file does not validate."""
     settings = settings or Settings()
+    keyring = Keyring(settings.api_keys, settings.api_keys_file)
     if kube is None:
         from datapipelines.api.kube import KubeStore
 
         kube = KubeStore(settings)
         pod_logs = pod_logs or KubePodLogs(kube)
+        if settings.kubernetes_auth and kube_auth is None:
+            real = kube
+            kube_auth = KubeAuth(
+                apiserver_poster(lambda: real.api), settings.kubernetes_auth_cache_seconds
+            )
     if archive is _UNSET:
         dsn = settings.history_dsn.get_secret_value() if settings.history_dsn else None
         archive = PostgresArchive(dsn) if dsn else None
@@ -59,7 +74,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.api_keys:
+        if not keyring.configured and kube_auth is None:
             log.warning("DATAPIPELINES_API_KEY is not set: keyed endpoints answer 500")
         await store.start()
         try:
@@ -82,7 +97,9 @@ def create_app(
     app.state.metrics = metrics
     app.state.pod_logs = pod_logs
     app.state.mcp = mcp
+    app.state.gate = Gate(keyring, kube_auth)
     install_handlers(app)
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health_router)
     app.include_router(api_router)
@@ -108,7 +125,11 @@ def main() -> None:
         sys.exit(2)
     configure_logging(settings.log_format, settings.log_level)
     memory.enable()  # this process's catalog: frozen out of the collector's way once listed
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except KeysFileError as exc:
+        log.error("invalid API keys file", extra={"error": str(exc)})
+        sys.exit(2)
     uvicorn.run(
         app,
         host=settings.api_host,

@@ -17,11 +17,13 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from datapipelines.api import mapping
+from datapipelines.api.access import Caller, Verb
 from datapipelines.api.archive import HistoryArchive
 from datapipelines.api.catalog import ConnectionSummary
 from datapipelines.api.errors import (
     ArchiveUnavailable,
     Conflict,
+    Forbidden,
     Invalid,
     NotFound,
     RunVanished,
@@ -52,42 +54,75 @@ WAIT_SLACK_SECONDS = 600
 UpdateHook = Callable[[TaskStatusOut], Awaitable[None]]
 
 
-def list_connections(store: PipelineStore, *, only_enabled: bool = False) -> list[ConnectionOut]:
+Key = tuple[str, str]
+
+
+async def _seen(caller: Caller, keys: list[Key]) -> set[str] | None:
+    """The namespaces of `keys` that exist for the caller (None: every one, unrestricted)."""
+    if caller.unrestricted:
+        return None
+    return await caller.seen(ns for ns, _ in keys)
+
+
+async def _visible(caller: Caller, keys: list[Key]) -> list[Key]:
+    seen = await _seen(caller, keys)
+    return keys if seen is None else [k for k in keys if k[0] in seen]
+
+
+def known_namespaces(store: PipelineStore) -> set[str]:
+    """The namespaces served: the configured ones, else every one the catalog holds objects of."""
+    if store.namespaces:
+        return set(store.namespaces)
+    catalog = store.catalog
+    return {ns for ns, _ in catalog.connections} | {ns for ns, _ in catalog.runs}
+
+
+async def list_connections(
+    store: PipelineStore, *, caller: Caller, only_enabled: bool = False
+) -> list[ConnectionOut]:
     catalog = store.catalog
     out = []
-    for key in catalog.sorted_connections():
+    for key in await _visible(caller, catalog.sorted_connections()):
         conn = catalog.connection(key)
         if conn is not None and (conn.enabled or not only_enabled):
             out.append(mapping.connection_out(catalog, conn))
     return out
 
 
-def list_connections_json(store: PipelineStore, *, only_enabled: bool = False) -> bytes:
+async def list_connections_json(
+    store: PipelineStore, *, caller: Caller, only_enabled: bool = False
+) -> bytes:
     """`list_connections` as the JSON body, from each connection's cached fragment: O(number
     of connections), and only changed connections are rendered again."""
     catalog = store.catalog
     parts = []
-    for key in catalog.sorted_connections():
+    for key in await _visible(caller, catalog.sorted_connections()):
         conn = catalog.connection(key)
         if conn is not None and (conn.enabled or not only_enabled):
             parts.append(catalog.fragment(key, mapping.connection_fragment))
     return b"[" + b",".join(parts) + b"]"
 
 
-def get_connection(store: PipelineStore, name: str) -> ConnectionSummary:
-    conn = store.connection(name)
+async def get_connection(
+    store: PipelineStore, name: str, *, caller: Caller, verb: Verb = Verb.READ
+) -> ConnectionSummary:
+    """The connection `name` among those the caller sees (404 otherwise, as for an unknown
+    name); 403 when it may not `verb` it."""
+    seen = await _seen(caller, store.catalog.connection_keys_named(name))
+    conn = store.connection(name, seen)
     if conn is None:
         raise NotFound(f"connection {name!r} not found", connection=name)
+    await caller.require(verb, conn.namespace, connection=name)
     return conn
 
 
 async def connection_status(
-    store: PipelineStore, archive: HistoryArchive | None, name: str
+    store: PipelineStore, archive: HistoryArchive | None, name: str, *, caller: Caller
 ) -> ConnectionStatusOut:
     """The connection and its last run: the operator keeps that in the connection's status
     (it outlives the run objects), a newer finished run in memory wins; when neither knows one
     (a connection deleted and created again), the archive's newest row of it does."""
-    conn = get_connection(store, name)
+    conn = await get_connection(store, name, caller=caller)
     out = mapping.connection_status_out(store.catalog, conn)
     if out.last_run_source is None and archive is not None:
         try:
@@ -100,9 +135,12 @@ async def connection_status(
     return out
 
 
-async def start_run(store: PipelineStore, name: str, *, trigger: str = "api") -> PipelineRun:
+async def start_run(
+    store: PipelineStore, name: str, *, caller: Caller, trigger: str = "api"
+) -> PipelineRun:
     """Create a PipelineRun for `name`, refusing (409) when concurrencyPolicy Forbid holds."""
-    return await _start(store, get_connection(store, name), trigger)
+    conn = await get_connection(store, name, caller=caller, verb=Verb.RUN)
+    return await _start(store, conn, trigger)
 
 
 async def _start(store: PipelineStore, conn: ConnectionSummary, trigger: str) -> PipelineRun:
@@ -137,9 +175,14 @@ async def _result(store: PipelineStore, run: PipelineRun, include_report: bool) 
 
 
 async def run_and_wait(
-    store: PipelineStore, name: str, *, include_report: bool, wait_seconds: int | None
+    store: PipelineStore,
+    name: str,
+    *,
+    caller: Caller,
+    include_report: bool,
+    wait_seconds: int | None,
 ) -> RunResultOut:
-    conn = get_connection(store, name)
+    conn = await get_connection(store, name, caller=caller, verb=Verb.RUN)
     run = await _start(store, conn, "api")
     limit = wait_limit(conn, wait_seconds)
     try:
@@ -181,13 +224,14 @@ async def run_and_follow(
     store: PipelineStore,
     name: str,
     *,
+    caller: Caller,
     include_report: bool,
     wait_seconds: int | None,
     on_update: UpdateHook,
 ) -> RunResultOut:
     """`run_and_wait` (the same run, wait limit, errors and result) that also hands `on_update`
     the run's task status now and each time it changes before it ends (live progress)."""
-    conn = get_connection(store, name)
+    conn = await get_connection(store, name, caller=caller, verb=Verb.RUN)
     run = await _start(store, conn, "api")
     limit = wait_limit(conn, wait_seconds)
     final: PipelineRun | None = None
@@ -204,13 +248,16 @@ async def run_and_follow(
     return await _result(store, final, include_report)
 
 
-async def follow_run(store: PipelineStore, run_id: str) -> AsyncGenerator[TaskStatusOut, None]:
+async def follow_run(
+    store: PipelineStore, run_id: str, *, caller: Caller
+) -> AsyncGenerator[TaskStatusOut, None]:
     """The task status of run `run_id` now and at each change (no polling), the last one
     terminal. NotFound for an unknown task, Invalid for a batch (follow its runs), RunVanished
     when the run is deleted before it ends. Close it (`contextlib.aclosing`) when leaving early."""
-    run = store.run(run_id)
+    task = await _find_task(store, caller, run_id, Verb.READ)
+    run = task.run
     if run is None:
-        if store.batches(run_id):
+        if task.batches:
             raise Invalid(
                 f"task {run_id!r} is a batch: follow one of its runs (task_status lists them)",
                 task_id=run_id,
@@ -221,8 +268,8 @@ async def follow_run(store: PipelineStore, run_id: str) -> AsyncGenerator[TaskSt
             yield mapping.task_status_of_run(state)
 
 
-async def run_async(store: PipelineStore, name: str) -> RunStartedOut:
-    run = await start_run(store, name)
+async def run_async(store: PipelineStore, name: str, *, caller: Caller) -> RunStartedOut:
+    run = await start_run(store, name, caller=caller)
     return RunStartedOut(
         message=f"run of {name!r} started; poll /task_status/{run.name}",
         task_id=run.name,
@@ -235,14 +282,25 @@ def _batch_name() -> str:
     return "batch-" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-async def run_selected(store: PipelineStore) -> BatchStartedOut:
-    """A batch of every enabled connection: one PipelineBatch per namespace (each runs its
-    connections one after another; namespaces run side by side), all of one name — the task."""
+async def run_selected(store: PipelineStore, *, caller: Caller) -> BatchStartedOut:
+    """A batch of every enabled connection the caller may run: one PipelineBatch per namespace
+    (each runs its connections one after another; namespaces run side by side), all of one
+    name — the task. 403 for a caller that may run in no namespace."""
     catalog = store.catalog
+    runnable: set[str] | None = None
+    if not caller.unrestricted:
+        runnable = await caller.where(Verb.RUN, known_namespaces(store))
+        if not runnable:
+            raise Forbidden(
+                f"{caller.id} may not run in any namespace: {caller.describe()}",
+                missing=Verb.RUN.value,
+            )
     by_namespace: dict[str, list[str]] = {}
     namespaces_of: dict[str, list[str]] = {}
     for key in catalog.sorted_connections():
         conn = catalog.connection(key)
+        if runnable is not None and key[0] not in runnable:
+            continue
         if conn is not None and conn.enabled:
             by_namespace.setdefault(conn.namespace, []).append(conn.name)
             namespaces_of.setdefault(conn.name, []).append(conn.namespace)
@@ -255,7 +313,8 @@ async def run_selected(store: PipelineStore) -> BatchStartedOut:
             connections=sorted(twice),
         )
 
-    namespaces = sorted(by_namespace) or [store.namespaces[0] if store.namespaces else "default"]
+    fallback = sorted(runnable) if runnable else store.namespaces
+    namespaces = sorted(by_namespace) or [fallback[0] if fallback else "default"]
     for attempt in range(3):
         name = _batch_name()
         try:
@@ -281,12 +340,19 @@ class _Task:
     batches: list[PipelineBatch] | None = None
 
 
-def _find_task(store: PipelineStore, task_id: str) -> _Task:
-    run = store.run(task_id)
+async def _find_task(store: PipelineStore, caller: Caller, task_id: str, verb: Verb) -> _Task:
+    """The run or batch `task_id` among those the caller sees (404 otherwise); 403 unless it
+    may `verb` it (a batch: in each of its namespaces it sees)."""
+    catalog = store.catalog
+    seen = await _seen(caller, catalog.run_keys_named(task_id))
+    run = store.run(task_id, seen)
     if run is not None:
+        await caller.require(verb, run.namespace, task_id=task_id)
         return _Task(run=run)
-    batches = store.batches(task_id)
+    batches = store.batches(task_id, await _seen(caller, catalog.batch_keys_named(task_id)))
     if batches:
+        for batch in batches:
+            await caller.require(verb, batch.metadata.namespace, task_id=task_id)
         return _Task(batches=batches)
     raise NotFound(f"task {task_id!r} not found", task_id=task_id)
 
@@ -299,17 +365,19 @@ def _batch_status(store: PipelineStore, batches: list[PipelineBatch]) -> TaskSta
     return mapping.task_status_of_batches(batches, runs)
 
 
-def task_status(store: PipelineStore, task_id: str) -> TaskStatusOut:
-    task = _find_task(store, task_id)
+async def task_status(store: PipelineStore, task_id: str, *, caller: Caller) -> TaskStatusOut:
+    task = await _find_task(store, caller, task_id, Verb.READ)
     if task.run is not None:
         return mapping.task_status_of_run(task.run)
     assert task.batches
     return _batch_status(store, task.batches)
 
 
-async def task_status_with_report(store: PipelineStore, task_id: str) -> TaskStatusOut:
+async def task_status_with_report(
+    store: PipelineStore, task_id: str, *, caller: Caller
+) -> TaskStatusOut:
     """`task_status`, with a finished single run's report read from the apiserver."""
-    task = _find_task(store, task_id)
+    task = await _find_task(store, caller, task_id, Verb.READ)
     if task.run is not None:
         report = await store.report(task.run) if task.run.terminal else None
         return mapping.task_status_of_run(task.run, report=report)
@@ -327,8 +395,8 @@ async def _cancel_run(store: PipelineStore, run: PipelineRun) -> None:
     log.info("run cancel requested", extra={"run": run.name, "job_deleted": deleted})
 
 
-async def cancel_task(store: PipelineStore, task_id: str) -> CancelOut:
-    task = _find_task(store, task_id)
+async def cancel_task(store: PipelineStore, task_id: str, *, caller: Caller) -> CancelOut:
+    task = await _find_task(store, caller, task_id, Verb.CANCEL)
     if task.run is not None:
         run = task.run
         if run.terminal:
@@ -365,28 +433,41 @@ async def cancel_task(store: PipelineStore, task_id: str) -> CancelOut:
 
 
 async def history(
-    store: PipelineStore, archive: HistoryArchive | None, limit: int
+    store: PipelineStore, archive: HistoryArchive | None, limit: int, *, caller: Caller
 ) -> tuple[list[HistoryEntryOut], bool]:
-    """Newest first; returns (entries, archive_ok)."""
+    """Newest first, of the namespaces the caller may read; returns (entries, archive_ok)."""
     archived: list[HistoryEntryOut] = []
     archive_ok = True
-    if archive is not None:
+    finished = store.catalog.finished_runs()
+    namespaces = store.namespaces
+    if not caller.unrestricted:
+        readable = await caller.where(Verb.READ, known_namespaces(store))
+        finished = [r for r in finished if r.namespace in readable]
+        namespaces = sorted(readable)
+    if archive is not None and (caller.unrestricted or namespaces):
         try:
-            archived = await archive.recent(store.namespaces, limit)
+            archived = await archive.recent(namespaces, limit)
         except ArchiveUnavailable as exc:
             archive_ok = False
             log.warning(
                 "archive unavailable, history from the cluster only", extra={"error": exc.detail}
             )
-    return mapping.merge_history(store.catalog.finished_runs(), archived, limit), archive_ok
+    return mapping.merge_history(finished, archived, limit), archive_ok
 
 
 async def run_logs(
-    store: PipelineStore, pod_logs: PodLogSource | None, run_id: str, *, tail_lines: int | None
+    store: PipelineStore,
+    pod_logs: PodLogSource | None,
+    run_id: str,
+    *,
+    caller: Caller,
+    tail_lines: int | None,
 ) -> RunLogsOut:
     """The log of the run's newest pod while it exists (its Job is kept for
     DATAPIPELINES_JOB_TTL_SECONDS after the end), else the run's report."""
-    run = store.run(run_id)
+    run = store.run(run_id, await _seen(caller, store.catalog.run_keys_named(run_id)))
+    if run is not None:
+        await caller.require(Verb.READ, run.namespace, run_id=run_id)
     if run is None:
         raise NotFound(
             f"run {run_id!r} not found (logs and reports are kept while its PipelineRun exists)",

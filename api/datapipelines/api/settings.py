@@ -47,6 +47,19 @@ class Settings(BaseSettings):
         default=None,
         description="Accepted API keys, comma-separated (several keys allow rotation).",
     )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="A keys file of scoped API keys (ids, namespaces, verbs; see "
+        "docs/security.md), re-read when it changes.",
+    )
+    kubernetes_auth: bool = Field(
+        default=False,
+        description="Accept `Authorization: Bearer <token>` (ServiceAccount or OIDC tokens), "
+        "verified by TokenReview and authorized by SubjectAccessReview.",
+    )
+    kubernetes_auth_cache_seconds: float = Field(
+        default=10.0, ge=0, le=300, description="How long a token's or a decision's review holds."
+    )
     api_host: str = "0.0.0.0"
     api_port: int = Field(default=8081, ge=1, le=65535)
     namespace: str | None = Field(
@@ -77,7 +90,7 @@ class Settings(BaseSettings):
         default=300, ge=10, description="Server-side timeout of one watch request."
     )
 
-    @field_validator("api_key", "history_dsn", mode="before")
+    @field_validator("api_key", "history_dsn", "api_keys_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -57,9 +57,10 @@ class PipelineStore(ABC):
         """What the watches hold (no I/O)."""
 
     # reads (from the catalog, no I/O) --------------------------------------------------------
-    def connection(self, name: str) -> ConnectionSummary | None:
-        """The connection named ``name``; Conflict when two watched namespaces have one."""
-        keys = self.catalog.connection_keys_named(name)
+    def connection(self, name: str, within: set[str] | None = None) -> ConnectionSummary | None:
+        """The connection named ``name`` (in the namespaces `within`, None = any watched one);
+        Conflict when two of them have one."""
+        keys = _within(self.catalog.connection_keys_named(name), within)
         if len(keys) > 1:
             where = ", ".join(ns for ns, _ in keys)
             raise Conflict(
@@ -70,8 +71,8 @@ class PipelineStore(ABC):
             )
         return self.catalog.connection(keys[0]) if keys else None
 
-    def run(self, name: str) -> PipelineRun | None:
-        keys = self.catalog.run_keys_named(name)
+    def run(self, name: str, within: set[str] | None = None) -> PipelineRun | None:
+        keys = _within(self.catalog.run_keys_named(name), within)
         if len(keys) > 1:
             raise Conflict(
                 f"task {name!r} names runs in namespaces {', '.join(ns for ns, _ in keys)}",
@@ -79,9 +80,10 @@ class PipelineStore(ABC):
             )
         return self.catalog.runs.get(keys[0]) if keys else None
 
-    def batches(self, name: str) -> list[PipelineBatch]:
+    def batches(self, name: str, within: set[str] | None = None) -> list[PipelineBatch]:
         """The PipelineBatches of batch task ``name`` (one per namespace)."""
-        return [self.catalog.batches[k] for k in self.catalog.batch_keys_named(name)]
+        keys = _within(self.catalog.batch_keys_named(name), within)
+        return [self.catalog.batches[k] for k in keys]
 
     # writes ----------------------------------------------------------------------------------
     @abstractmethod
@@ -130,3 +132,7 @@ class PipelineStore(ABC):
         if lock is None:
             lock = self._locks[conn.key] = asyncio.Lock()
         return lock
+
+
+def _within(keys: list[tuple[str, str]], namespaces: set[str] | None) -> list[tuple[str, str]]:
+    return keys if namespaces is None else [k for k in keys if k[0] in namespaces]

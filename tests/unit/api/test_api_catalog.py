@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 
 from datapipelines.api import services
+from datapipelines.api.access import KeyCaller
 from datapipelines.api.catalog import Catalog, ConnectionSummary
 from datapipelines.api.errors import Conflict
 from datapipelines.api.mapping import connection_fragment
 from tests.unit.api.fakekube import T0, FakeStore, connection
 
 CONNS, RUNS, BATCHES = "pipelineconnections", "pipelineruns", "pipelinebatches"
+
+EVERYONE = KeyCaller("key:test")
 
 
 def conn(name: str, ns: str = "a", **spec: Any) -> dict[str, Any]:
@@ -132,7 +135,7 @@ def test_names_across_namespaces() -> None:
     assert fake.catalog.connection_keys_named("alpha") == [("b", "alpha")]
 
 
-def test_a_batch_task_is_the_batches_of_one_name() -> None:
+async def test_a_batch_task_is_the_batches_of_one_name() -> None:
     fake = FakeStore("a", "b")
     fake.add_batch("batch-1", ["alpha"], state="running")
     fake.add_batch("batch-1", ["beta"], namespace="b", state="queued")
@@ -147,7 +150,7 @@ def test_a_batch_task_is_the_batches_of_one_name() -> None:
     ]
     assert [r.name for r in fake.catalog.runs_of_batch(("a", "batch-1"))] == ["alpha-b1"]
     assert [r.name for r in fake.catalog.runs_of_batch(("b", "batch-1"))] == ["beta-b1"]
-    status = services.task_status(fake, "batch-1")
+    status = await services.task_status(fake, "batch-1", caller=EVERYONE)
     assert status.kind == "batch" and status.status == "running"
     assert status.connections == ["alpha", "beta"]
     assert [r.run_id for r in status.runs or []] == ["alpha-b1", "beta-b1"]
@@ -185,11 +188,12 @@ async def test_reports_are_read_on_demand(fake: FakeStore) -> None:
     run_ = fake.run("alpha-1")
     assert run_ is not None and run_.report() is None
     assert fake.report_reads == []
-    status = await services.task_status_with_report(fake, "alpha-1")
+    status = await services.task_status_with_report(fake, "alpha-1", caller=EVERYONE)
     assert status.result is not None and status.result.report == "the whole report"
     assert fake.report_reads == ["alpha-1"]
     # the plain status (what progress updates use) never reads it
-    assert services.task_status(fake, "alpha-1").result.report is None  # type: ignore[union-attr]
+    plain = await services.task_status(fake, "alpha-1", caller=EVERYONE)
+    assert plain.result is not None and plain.result.report is None
     assert fake.report_reads == ["alpha-1"]
 
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from datapipelines.api import services
+from datapipelines.api.access import KeyCaller
 from datapipelines.api.errors import ArchiveUnavailable
 from datapipelines.api.main import create_app
 from datapipelines.api.models import ConflictBody, HistoryEntryOut
@@ -16,6 +17,8 @@ from datapipelines.api.settings import Settings
 from tests.unit.api.fakekube import AUTH, FakeStore
 
 FIELDS = {"name", "type", "enabled", "schema_name", "last_run_at"}
+
+EVERYONE = KeyCaller("key:test")
 
 
 async def test_list_connections(client: httpx.AsyncClient, fake: FakeStore) -> None:
@@ -277,11 +280,9 @@ async def test_ready_condition_and_a_spec_the_model_refuses(
 # --- the fast list body ----------------------------------------------------------------------
 
 
-def _models(fake: FakeStore, only_enabled: bool = False) -> list[dict[str, object]]:
-    return [
-        c.model_dump(mode="json")
-        for c in services.list_connections(fake, only_enabled=only_enabled)
-    ]
+async def _models(fake: FakeStore, only_enabled: bool = False) -> list[dict[str, object]]:
+    found = await services.list_connections(fake, caller=EVERYONE, only_enabled=only_enabled)
+    return [c.model_dump(mode="json") for c in found]
 
 
 async def test_list_body_equals_list_connections_model_by_model(
@@ -294,11 +295,10 @@ async def test_list_body_equals_list_connections_model_by_model(
     for step in range(3):
         resp = await client.get("/connections")
         assert resp.headers["content-type"] == "application/json"
-        assert resp.json() == _models(fake)
-        assert json.loads(services.list_connections_json(fake, only_enabled=True)) == _models(
-            fake, only_enabled=True
-        )
-        assert (await client.get("/pipelines?only_enabled=true")).json() == _models(
+        assert resp.json() == await _models(fake)
+        body = await services.list_connections_json(fake, caller=EVERYONE, only_enabled=True)
+        assert json.loads(body) == await _models(fake, only_enabled=True)
+        assert (await client.get("/pipelines?only_enabled=true")).json() == await _models(
             fake, only_enabled=True
         )
         if step == 0:
@@ -342,7 +342,7 @@ async def test_listing_shows_every_namespace(two: FakeStore) -> None:
         ("beta", "team-b"),
         ("gamma", "team-a"),
     ]
-    assert body == _models(two)
+    assert body == await _models(two)
 
 
 @pytest.mark.parametrize(

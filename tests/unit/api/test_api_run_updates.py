@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from datapipelines.api import services
+from datapipelines.api.access import KeyCaller
 from datapipelines.api.cache import WatchCache
 from datapipelines.api.catalog import RunWaiters
 from datapipelines.api.errors import Conflict, Invalid, NotFound, RunVanished, WaitTimeout
@@ -19,6 +20,8 @@ from datapipelines.api.models import TaskStatusOut
 from datapipelines.resources.run import PipelineRun
 from tests.unit.api.fakekube import FakeStore
 from tests.unit.api.test_api_cache import ScriptedApi, obj, page, until
+
+EVERYONE = KeyCaller("key:test")
 
 
 def run(name: str, rv: int, phase: str | None = None) -> PipelineRun:
@@ -169,7 +172,9 @@ async def test_follow_run_yields_task_statuses() -> None:
     seen: list[TaskStatusOut] = []
 
     async def follow() -> None:
-        async with contextlib.aclosing(services.follow_run(fake, "alpha-1")) as updates:
+        async with contextlib.aclosing(
+            services.follow_run(fake, "alpha-1", caller=EVERYONE)
+        ) as updates:
             async for status in updates:
                 seen.append(status.model_copy(deep=True))
 
@@ -191,11 +196,11 @@ async def test_follow_run_errors() -> None:
     fake.add_connection("alpha")
     fake.add_batch("batch-1", ["alpha"])
     with pytest.raises(NotFound, match="task 'nope' not found"):
-        await collect(services.follow_run(fake, "nope"))
+        await collect(services.follow_run(fake, "nope", caller=EVERYONE))
     with pytest.raises(Invalid, match="is a batch"):
-        await collect(services.follow_run(fake, "batch-1"))
+        await collect(services.follow_run(fake, "batch-1", caller=EVERYONE))
     fake.add_run("alpha-1", "alpha", "Running")
-    follower = asyncio.create_task(collect(services.follow_run(fake, "alpha-1")))
+    follower = asyncio.create_task(collect(services.follow_run(fake, "alpha-1", caller=EVERYONE)))
     await asyncio.sleep(0)
     fake.delete_run("alpha-1")
     with pytest.raises(RunVanished, match="deleted before it finished"):
@@ -225,14 +230,14 @@ async def test_run_and_follow_reports_updates_and_returns_the_run_result() -> No
         updates.append(status.phase or "")
 
     result = await services.run_and_follow(
-        fake, "alpha", include_report=False, wait_seconds=None, on_update=on_update
+        fake, "alpha", caller=EVERYONE, include_report=False, wait_seconds=None, on_update=on_update
     )
     assert result.success is True and result.rows_inserted == 3 and result.report is None
     assert updates[0] == "Queued" and "Running" in updates and "Succeeded" not in updates
     # the same body as the REST run: include_report gives the report
     fake.on_create_run = lambda run: loop.call_soon(fake.finish_run, run["metadata"]["name"])
     result = await services.run_and_follow(
-        fake, "alpha", include_report=True, wait_seconds=None, on_update=on_update
+        fake, "alpha", caller=EVERYONE, include_report=True, wait_seconds=None, on_update=on_update
     )
     assert result.report == "loaded 10 rows" and result.report_truncated is False
 
@@ -247,14 +252,19 @@ async def test_run_and_follow_errors() -> None:
 
     with pytest.raises(Conflict, match="alpha-active"):
         await services.run_and_follow(
-            fake, "alpha", include_report=False, wait_seconds=None, on_update=ignore
+            fake,
+            "alpha",
+            caller=EVERYONE,
+            include_report=False,
+            wait_seconds=None,
+            on_update=ignore,
         )
     with pytest.raises(NotFound, match="connection 'nope' not found"):
         await services.run_and_follow(
-            fake, "nope", include_report=False, wait_seconds=None, on_update=ignore
+            fake, "nope", caller=EVERYONE, include_report=False, wait_seconds=None, on_update=ignore
         )
     fake.finish_run("alpha-active")
     with pytest.raises(WaitTimeout, match="has not finished after 1 s"):
         await services.run_and_follow(
-            fake, "alpha", include_report=False, wait_seconds=1, on_update=ignore
+            fake, "alpha", caller=EVERYONE, include_report=False, wait_seconds=1, on_update=ignore
         )

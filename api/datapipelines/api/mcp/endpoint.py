@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from datapipelines.api.deps import API_KEY_HEADER, get_settings, require_api_key
+from datapipelines.api.deps import API_KEY_HEADER, Gate, bearer_token
 from datapipelines.api.mcp.deps import ToolDeps
 
 if TYPE_CHECKING:
@@ -44,8 +44,9 @@ _CHATTY_LOGGERS = ("mcp.server.streamable_http",)
 
 
 class ApiKeyGate:
-    """ASGI wrapper applying the REST routes' X-API-Key rule (`deps.require_api_key`) first:
-    401 for a missing or wrong key, 500 when the server has no key, with the same bodies."""
+    """ASGI wrapper applying the REST routes' rule (`deps.Gate`) first: 401 for a missing or
+    wrong key or a rejected token, 500 when the server has no key, with the same bodies; the
+    caller goes in the request's state, where the tools find it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,9 +57,11 @@ class ApiKeyGate:
             scope["route"] = self.route
         if scope["type"] == "http":
             request = Request(scope)
+            gate: Gate = request.app.state.gate
             try:
-                await require_api_key(
-                    await get_settings(request), request.headers.get(API_KEY_HEADER)
+                request.state.caller = await gate.caller(
+                    request.headers.get(API_KEY_HEADER),
+                    bearer_token(request.headers.get("authorization")),
                 )
             except HTTPException as exc:
                 response = JSONResponse(

@@ -20,6 +20,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from datapipelines.api import services
+from datapipelines.api.access import Caller
 from datapipelines.api.errors import ApiError, Conflict, NotFound, WaitTimeout
 from datapipelines.api.mcp.deps import ToolDeps
 from datapipelines.api.mcp.models import ConnectionList, HistoryOut, WaitOut
@@ -168,13 +169,24 @@ def tool_error_message(exc: ApiError) -> str:
     return f"{exc.detail}. {hint}"
 
 
+def caller_of(ctx: Context) -> Caller:
+    """The caller the endpoint's gate authenticated (kept in the HTTP request's state)."""
+    request = ctx.request_context.request
+    caller = getattr(getattr(request, "state", None), "caller", None)
+    if not isinstance(caller, Caller):
+        raise ToolError("no authenticated caller for this request")
+    return caller
+
+
 @contextlib.contextmanager
-def _tool_call(tool: str, **fields: str) -> Iterator[None]:
-    """Logs the call (structured) and turns a service error into a tool error."""
+def _tool_call(tool: str, ctx: Context, **fields: str) -> Iterator[Caller]:
+    """Logs the call (structured, with the caller: the audit of a state-changing tool) and
+    turns a service error into a tool error; yields the caller."""
     started = time.perf_counter()
     outcome = "ok"
+    caller = caller_of(ctx)
     try:
-        yield
+        yield caller
     except ApiError as exc:
         outcome = type(exc).__name__
         raise ToolError(tool_error_message(exc)) from exc
@@ -189,6 +201,7 @@ def _tool_call(tool: str, **fields: str) -> Iterator[None]:
             "mcp tool call",
             extra={
                 "tool": tool,
+                "caller": caller.id,
                 **fields,
                 "outcome": outcome,
                 "duration_ms": int((time.perf_counter() - started) * 1000),
@@ -214,13 +227,14 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         annotations=_READ,
     )
     async def list_connections(
+        ctx: Context,
         only_enabled: Annotated[
             bool, Field(description="Only the connections with enabled: true.")
         ] = False,
     ) -> ConnectionList:
-        with _tool_call("list_connections"):
+        with _tool_call("list_connections", ctx) as caller:
             store.ensure_ready()
-            found = services.list_connections(store, only_enabled=only_enabled)
+            found = await services.list_connections(store, caller=caller, only_enabled=only_enabled)
             return ConnectionList(connections=found)
 
     @server.tool(
@@ -229,10 +243,10 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         description=CONNECTION_STATUS,
         annotations=_READ,
     )
-    async def connection_status(name: ConnectionName) -> ConnectionStatusOut:
-        with _tool_call("connection_status", connection=name):
+    async def connection_status(name: ConnectionName, ctx: Context) -> ConnectionStatusOut:
+        with _tool_call("connection_status", ctx, connection=name) as caller:
             store.ensure_ready()
-            return await services.connection_status(store, archive, name)
+            return await services.connection_status(store, archive, name, caller=caller)
 
     @server.tool(
         name="run_connection",
@@ -243,12 +257,13 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
     async def run_connection(
         name: ConnectionName, ctx: Context, include_report: IncludeReport = False
     ) -> RunResultOut:
-        with _tool_call("run_connection", connection=name):
+        with _tool_call("run_connection", ctx, connection=name) as caller:
             store.ensure_ready()
             async with _progress_sender(ctx) as notify:
                 return await services.run_and_follow(
                     store,
                     name,
+                    caller=caller,
                     include_report=include_report,
                     wait_seconds=settings.run_wait_seconds,
                     on_update=notify,
@@ -260,10 +275,10 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         description=START_RUN,
         annotations=_START,
     )
-    async def start_run(name: ConnectionName) -> RunStartedOut:
-        with _tool_call("start_run", connection=name):
+    async def start_run(name: ConnectionName, ctx: Context) -> RunStartedOut:
+        with _tool_call("start_run", ctx, connection=name) as caller:
             store.ensure_ready()
-            return await services.run_async(store, name)
+            return await services.run_async(store, name, caller=caller)
 
     @server.tool(
         name="run_all_enabled",
@@ -271,10 +286,10 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         description=RUN_ALL_ENABLED,
         annotations=_START,
     )
-    async def run_all_enabled() -> BatchStartedOut:
-        with _tool_call("run_all_enabled"):
+    async def run_all_enabled(ctx: Context) -> BatchStartedOut:
+        with _tool_call("run_all_enabled", ctx) as caller:
             store.ensure_ready()
-            return await services.run_selected(store)
+            return await services.run_selected(store, caller=caller)
 
     @server.tool(
         name="task_status",
@@ -282,10 +297,10 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         description=TASK_STATUS,
         annotations=_READ,
     )
-    async def task_status(task_id: TaskId) -> TaskStatusOut:
-        with _tool_call("task_status", task_id=task_id):
+    async def task_status(task_id: TaskId, ctx: Context) -> TaskStatusOut:
+        with _tool_call("task_status", ctx, task_id=task_id) as caller:
             store.ensure_ready()
-            return await services.task_status_with_report(store, task_id)
+            return await services.task_status_with_report(store, task_id, caller=caller)
 
     @server.tool(
         name="wait_for_run",
@@ -301,11 +316,11 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
             Field(ge=1, le=MAX_WAIT_SECONDS, description="How long to wait at most, in seconds."),
         ] = DEFAULT_WAIT_SECONDS,
     ) -> WaitOut:
-        with _tool_call("wait_for_run", task_id=task_id):
+        with _tool_call("wait_for_run", ctx, task_id=task_id) as caller:
             store.ensure_ready()
             last: TaskStatusOut | None = None
             async with _progress_sender(ctx) as notify:
-                updates = services.follow_run(store, task_id)
+                updates = services.follow_run(store, task_id, caller=caller)
                 async with contextlib.aclosing(updates):
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(timeout_seconds):
@@ -313,7 +328,7 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
                                 if last.active:
                                     await notify(last)
             if last is None:  # timed out before the first state: cannot happen with a cache
-                last = services.task_status(store, task_id)
+                last = await services.task_status(store, task_id, caller=caller)
             return WaitOut(ended=not last.active, task=last)
 
     @server.tool(
@@ -322,10 +337,10 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         description=CANCEL_TASK,
         annotations=_CANCEL,
     )
-    async def cancel_task(task_id: TaskId) -> CancelOut:
-        with _tool_call("cancel_task", task_id=task_id):
+    async def cancel_task(task_id: TaskId, ctx: Context) -> CancelOut:
+        with _tool_call("cancel_task", ctx, task_id=task_id) as caller:
             store.ensure_ready()
-            return await services.cancel_task(store, task_id)
+            return await services.cancel_task(store, task_id, caller=caller)
 
     @server.tool(
         name="history",
@@ -334,13 +349,14 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         annotations=_READ,
     )
     async def history(
+        ctx: Context,
         limit: Annotated[
             int, Field(ge=1, le=1000, description="How many entries, newest first.")
         ] = 10,
     ) -> HistoryOut:
-        with _tool_call("history"):
+        with _tool_call("history", ctx) as caller:
             store.ensure_ready()
-            entries, archive_ok = await services.history(store, archive, limit)
+            entries, archive_ok = await services.history(store, archive, limit, caller=caller)
             state: Literal["ok", "unavailable", "not-configured"] = "not-configured"
             if archive is not None:
                 state = "ok" if archive_ok else "unavailable"

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 
 from datapipelines.api import services
-from datapipelines.api.deps import ArchiveDep, MetricsDep, ReadyStoreDep, SettingsDep
+from datapipelines.api.deps import ArchiveDep, CallerDep, MetricsDep, ReadyStoreDep, SettingsDep
 from datapipelines.api.models import (
     ConflictBody,
     ConnectionOut,
@@ -36,9 +36,10 @@ _DUPLICATE_NAME: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("", response_model=list[ConnectionOut], summary="List all connections")
-async def list_connections(store: ReadyStoreDep) -> Response:
+async def list_connections(store: ReadyStoreDep, caller: CallerDep) -> Response:
     # the body is joined from per-connection JSON kept up to date by the catalog (O(n))
-    return Response(services.list_connections_json(store), media_type="application/json")
+    body = await services.list_connections_json(store, caller=caller)
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -48,9 +49,9 @@ async def list_connections(store: ReadyStoreDep) -> Response:
     summary="Latest status of a connection",
 )
 async def connection_status(
-    name: str, store: ReadyStoreDep, archive: ArchiveDep
+    name: str, store: ReadyStoreDep, archive: ArchiveDep, caller: CallerDep
 ) -> ConnectionStatusOut:
-    return await services.connection_status(store, archive, name)
+    return await services.connection_status(store, archive, name, caller=caller)
 
 
 @router.post(
@@ -74,11 +75,16 @@ async def run_connection(
     store: ReadyStoreDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    caller: CallerDep,
     include_report: bool = Query(False, description="Include the run's report text."),
 ) -> RunResultOut:
     with metrics.sync_waits.track_inprogress():
         return await services.run_and_wait(
-            store, name, include_report=include_report, wait_seconds=settings.run_wait_seconds
+            store,
+            name,
+            caller=caller,
+            include_report=include_report,
+            wait_seconds=settings.run_wait_seconds,
         )
 
 
@@ -88,5 +94,5 @@ async def run_connection(
     responses={**_NOT_FOUND, **_CONFLICT},
     summary="Start a run in the background",
 )
-async def run_connection_async(name: str, store: ReadyStoreDep) -> RunStartedOut:
-    return await services.run_async(store, name)
+async def run_connection_async(name: str, store: ReadyStoreDep, caller: CallerDep) -> RunStartedOut:
+    return await services.run_async(store, name, caller=caller)

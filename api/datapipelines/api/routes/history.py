@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from datapipelines.api import services
-from datapipelines.api.deps import ArchiveDep, ReadyStoreDep
+from datapipelines.api.deps import ArchiveDep, CallerDep, ReadyStoreDep
 from datapipelines.api.models import HistoryEntryOut
 
 router = APIRouter(prefix="/history", tags=["history"])
@@ -18,9 +18,10 @@ async def history(
     response: Response,
     store: ReadyStoreDep,
     archive: ArchiveDep,
+    caller: CallerDep,
     limit: int = Query(10, ge=1, le=1000, description="How many entries, 1 to 1000."),
 ) -> list[HistoryEntryOut]:
-    entries, archive_ok = await services.history(store, archive, limit)
+    entries, archive_ok = await services.history(store, archive, limit, caller=caller)
     if archive is None:
         response.headers[ARCHIVE_HEADER] = "not-configured"
     else:

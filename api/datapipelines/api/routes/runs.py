@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from datapipelines.api import services
-from datapipelines.api.deps import PodLogsDep, ReadyStoreDep
+from datapipelines.api.deps import CallerDep, PodLogsDep, ReadyStoreDep
 from datapipelines.api.models import ErrorBody, RunLogsOut
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -27,8 +27,9 @@ async def run_logs(
     run_id: str,
     store: ReadyStoreDep,
     pod_logs: PodLogsDep,
+    caller: CallerDep,
     tail_lines: int | None = Query(
         None, ge=1, le=100_000, description="Only the last lines of the log (or report)."
     ),
 ) -> RunLogsOut:
-    return await services.run_logs(store, pod_logs, run_id, tail_lines=tail_lines)
+    return await services.run_logs(store, pod_logs, run_id, caller=caller, tail_lines=tail_lines)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from datapipelines.api import services
-from datapipelines.api.deps import ReadyStoreDep
+from datapipelines.api.deps import CallerDep, ReadyStoreDep
 from datapipelines.api.models import BatchStartedOut, CancelOut, ErrorBody, TaskStatusOut
 
 router = APIRouter(tags=["tasks"])
@@ -24,9 +24,11 @@ _AMBIGUOUS: dict[int | str, dict[str, Any]] = {
     "/run_selected",
     response_model=BatchStartedOut,
     summary="Run all enabled connections as a batch",
+    description="The enabled connections of the namespaces where the caller may run (403 "
+    "when it may run in none).",
 )
-async def run_selected(store: ReadyStoreDep) -> BatchStartedOut:
-    return await services.run_selected(store)
+async def run_selected(store: ReadyStoreDep, caller: CallerDep) -> BatchStartedOut:
+    return await services.run_selected(store, caller=caller)
 
 
 @router.post(
@@ -38,8 +40,8 @@ async def run_selected(store: ReadyStoreDep) -> BatchStartedOut:
     },
     summary="Cancel a run or a batch",
 )
-async def cancel_task(task_id: str, store: ReadyStoreDep) -> CancelOut:
-    return await services.cancel_task(store, task_id)
+async def cancel_task(task_id: str, store: ReadyStoreDep, caller: CallerDep) -> CancelOut:
+    return await services.cancel_task(store, task_id, caller=caller)
 
 
 @router.get(
@@ -48,5 +50,5 @@ async def cancel_task(task_id: str, store: ReadyStoreDep) -> CancelOut:
     responses={**_NOT_FOUND, **_AMBIGUOUS},
     summary="Status of a run (kind single) or a batch (kind batch)",
 )
-async def task_status(task_id: str, store: ReadyStoreDep) -> TaskStatusOut:
-    return await services.task_status_with_report(store, task_id)
+async def task_status(task_id: str, store: ReadyStoreDep, caller: CallerDep) -> TaskStatusOut:
+    return await services.task_status_with_report(store, task_id, caller=caller)
