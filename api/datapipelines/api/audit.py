@@ -19,6 +19,7 @@ log = logging.getLogger("datapipelines.audit")
 
 CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UNAUDITED_PATHS = frozenset({"/mcp"})  # each tool call is audited by the tools
+PARAM_FIELDS = {"name": "connection"}  # a path parameter's field in the log line
 
 
 class AuditMiddleware:
@@ -55,7 +56,10 @@ class AuditMiddleware:
                     "caller": getattr(caller, "id", None),
                     "method": scope.get("method"),
                     "route": getattr(route, "path", None) or scope.get("path"),
-                    **{str(k): str(v) for k, v in (scope.get("path_params") or {}).items()},
+                    **{
+                        PARAM_FIELDS.get(str(k), str(k)): str(v)
+                        for k, v in (scope.get("path_params") or {}).items()
+                    },
                     "status": status,
                     "duration_ms": int((time.perf_counter() - started) * 1000),
                 },

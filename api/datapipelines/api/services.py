@@ -64,9 +64,12 @@ async def _seen(caller: Caller, keys: list[Key]) -> set[str] | None:
     return await caller.seen(ns for ns, _ in keys)
 
 
-async def _visible(caller: Caller, keys: list[Key]) -> list[Key]:
-    seen = await _seen(caller, keys)
-    return keys if seen is None else [k for k in keys if k[0] in seen]
+async def _readable(caller: Caller, keys: list[Key]) -> list[Key]:
+    """The keys of namespaces where the caller may read (lists show only those)."""
+    if caller.unrestricted:
+        return keys
+    readable = await caller.where(Verb.READ, {ns for ns, _ in keys})
+    return [k for k in keys if k[0] in readable]
 
 
 def known_namespaces(store: PipelineStore) -> set[str]:
@@ -82,7 +85,7 @@ async def list_connections(
 ) -> list[ConnectionOut]:
     catalog = store.catalog
     out = []
-    for key in await _visible(caller, catalog.sorted_connections()):
+    for key in await _readable(caller, catalog.sorted_connections()):
         conn = catalog.connection(key)
         if conn is not None and (conn.enabled or not only_enabled):
             out.append(mapping.connection_out(catalog, conn))
@@ -96,7 +99,7 @@ async def list_connections_json(
     of connections), and only changed connections are rendered again."""
     catalog = store.catalog
     parts = []
-    for key in await _visible(caller, catalog.sorted_connections()):
+    for key in await _readable(caller, catalog.sorted_connections()):
         conn = catalog.connection(key)
         if conn is not None and (conn.enabled or not only_enabled):
             parts.append(catalog.fragment(key, mapping.connection_fragment))
