@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from typer.core import TyperGroup
 from datapipelines.cli import follow as following
 from datapipelines.cli import oauth2, render
 from datapipelines.cli.client import EXIT_INTERRUPTED, TIMEOUT_SECONDS, ApiClient, CliError
-from datapipelines.cli.config import DEFAULT_URL, KEY_ENV, URL_ENV, resolve
+from datapipelines.cli.config import DEFAULT_URL, KEY_ENV, TOKEN_ENV, URL_ENV, resolve
 
 HELP = """\
 Run and inspect datapipelines through its REST API.
@@ -117,6 +118,16 @@ def options(
         str | None,
         typer.Option("--key", envvar=KEY_ENV, help="API key (X-API-Key).", show_default=False),
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=TOKEN_ENV,
+            help="A Kubernetes token (e.g. `kubectl create token NAME`) sent as Authorization: "
+            "Bearer instead of a key, when the API accepts them: your RBAC decides.",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds to wait for one API answer.")
     ] = TIMEOUT_SECONDS,
@@ -124,6 +135,8 @@ def options(
     source = ctx.get_parameter_source("key")  # typer's own (vendored) click: compare by name
     from_env = getattr(source, "name", "") == "ENVIRONMENT"
     target = resolve(api, key, key_from_env=from_env)
+    if token and token.strip():
+        target = dataclasses.replace(target, token=token.strip())
     client = ApiClient(target, timeout=timeout)
     ctx.call_on_close(client.close)
     ctx.obj = State(client, _console(sys.stdout), _console(sys.stderr, stderr=True))

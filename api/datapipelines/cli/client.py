@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import httpx
 
-from datapipelines.cli.config import KEY_ENV, URL_ENV, Target
+from datapipelines.cli.config import KEY_ENV, TOKEN_ENV, URL_ENV, Target
 
 EXIT_FAILED = 1  # a run (or a run of a batch) failed
 EXIT_USAGE = 2  # click's own code for bad usage
@@ -31,6 +31,8 @@ class ApiClient:
     def __init__(self, target: Target, *, timeout: float = TIMEOUT_SECONDS) -> None:
         self.target = target
         headers = {"X-API-Key": target.key} if target.key else {}
+        if target.token:
+            headers = {"Authorization": f"Bearer {target.token}"}
         self._http = httpx.Client(base_url=target.url, headers=headers, timeout=timeout)
         self._timeout = timeout
 
@@ -90,6 +92,8 @@ class ApiClient:
         body = _body(resp)
         detail = _detail(body, resp)
         status = resp.status_code
+        if status == 401 and self.target.token:
+            return f"the API refused the request: {detail} (the token from --token/${TOKEN_ENV})"
         if status == 401:
             source = self.target.key_source
             where = "no key was sent" if source == "none" else f"the key from {source}"
@@ -105,7 +109,7 @@ class ApiClient:
             )
         if status == 503:
             return f"{detail} (the API cannot reach Kubernetes right now; try again shortly)"
-        if status in (404, 409, 504) or (status == 500 and isinstance(body, dict)):
+        if status in (403, 404, 409, 504) or (status == 500 and isinstance(body, dict)):
             return detail
         return f"HTTP {status} from {resp.request.method} {resp.request.url.path}: {detail}"
 

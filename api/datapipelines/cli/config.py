@@ -8,6 +8,7 @@ from pathlib import Path
 DEFAULT_URL = "http://127.0.0.1:8081"
 URL_ENV = "DATAPIPELINES_API_URL"
 KEY_ENV = "DATAPIPELINES_API_KEY"
+TOKEN_ENV = "DATAPIPELINES_TOKEN"
 KEY_FILE = Path(".cluster") / "api-key"  # written by `make demo` at the repository's root
 
 
@@ -16,6 +17,7 @@ class Target:
     url: str
     key: str | None
     key_source: str  # for error messages: "--key", "$DATAPIPELINES_API_KEY", a file, "none"
+    token: str | None = None  # a Kubernetes token (Authorization: Bearer), sent instead of a key
 
 
 def find_key_file(start: Path) -> Path | None:

@@ -393,3 +393,26 @@ def test_oauth2_secret_prints_the_consent_url_then_the_secret_for_the_code() -> 
         "refresh_token": "xero-refresh-1",
     }
     assert reused.returncode == 4 and "invalid_grant" in reused.stderr, reused.stderr
+
+
+def test_a_kubernetes_token_instead_of_a_key() -> None:
+    from datapipelines.api.kubeauth import KubeAuth
+    from tests.unit.api.test_api_access import FakeReviews
+
+    store = FakeStore("team-a")
+    store.add_connection("a1")
+    reviews = FakeReviews()
+    app = create_app(
+        Settings(api_key=KEY, namespace="team-a"),
+        kube=store,
+        archive=None,
+        kube_auth=KubeAuth(reviews.post, cache_seconds=0),
+    )
+    with AsgiServer(app) as srv:
+        listed = as_json(cli(srv, "--token", "token-viewer", "connections", "-o", "json", key=None))
+        assert [c["name"] for c in listed] == ["a1"]
+        refused = cli(srv, "--token", "token-viewer", "run", "a1", key=None)
+        assert refused.returncode == 4 and "may not run in namespace 'team-a'" in refused.stderr
+        forged = cli(srv, "--token", "forged", "connections", key=None)
+        assert forged.returncode == 4 and "rejected the bearer token" in forged.stderr
+        assert "--token" in forged.stderr
