@@ -46,4 +46,4 @@ fmt: venv ## format the code
 	$(VENV)/bin/ruff check --fix .
 
 # Component fragments: cluster-up/cluster-down/images (hack/cluster.mk), bench (runner-image/runner.mk), …
--include $(wildcard hack/*.mk) $(wildcard runner-image/*.mk)
+-include $(wildcard hack/*.mk) $(wildcard runner-image/*.mk) $(wildcard api/*.mk)

@@ -173,10 +173,11 @@ def test_every_secret_the_chart_names_is_denied_to_connections(helm: Path) -> No
         "operator.extraEnv[0].valueFrom.secretKeyRef.name=op-extra",
         "operator.extraEnv[0].valueFrom.secretKeyRef.key=k",
         "sandbox.deniedSecrets[0]=vault-token",
+        "api.keysSecret=team-keys",
     )
     manifests = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
     named = named_secrets(manifests) | {d["metadata"]["name"] for d in by_kind(docs, "Secret")}
-    assert {"pull-creds", "api-tls", "archive", "api-extra", "op-extra"} <= named
+    assert {"pull-creds", "api-tls", "archive", "api-extra", "op-extra", "team-keys"} <= named
     op = next(d for d in by_kind(docs, "Deployment") if "-operator" in d["metadata"]["name"])
     env = {
         e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -287,3 +288,32 @@ def test_runner_status_policy_guards_every_operator_field(helm: Path) -> None:
     guarded = set(re.findall(r"object\.\?status\.\?(\w+)\s*==", text))
     fields = {f.alias or name for name, f in RunStatus.model_fields.items()}
     assert guarded == fields - {"progress", "runnerResult"}
+
+
+def test_access_options(helm: Path) -> None:
+    """Scoped keys mount their Secret as a directory (rotation without restart); Kubernetes
+    auth adds only the review rights to the API; the user roles are there to bind."""
+    plain = render(helm)
+    plain_names = {d["metadata"]["name"] for d in by_kind(plain, "ClusterRole")}
+    assert {"rel-datapipelines-viewer", "rel-datapipelines-run-operator"} <= plain_names
+    assert "rel-datapipelines-api-auth" not in plain_names
+    docs = render(helm, "api.keysSecret=team-keys", "api.kubernetesAuth.enabled=true")
+    api = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+    pod = api["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["DATAPIPELINES_API_KEYS_FILE"] == "/etc/datapipelines/keys/keys.yaml"
+    assert env["DATAPIPELINES_KUBERNETES_AUTH"] == "true"
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "api-keys")
+    assert "subPath" not in mount
+    volume = next(v for v in pod["volumes"] if v["name"] == "api-keys")
+    assert volume["secret"]["secretName"] == "team-keys"
+    roles = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole")}
+    auth_rules = roles["rel-datapipelines-api-auth"]["rules"]
+    assert {r["resources"][0] for r in auth_rules} == {"tokenreviews", "subjectaccessreviews"}
+    assert all(r["verbs"] == ["create"] for r in auth_rules)
+    viewer = roles["rel-datapipelines-viewer"]["rules"]
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in viewer)
+    assert not by_kind(render(helm, "rbac.userRoles=false"), "ClusterRole") or all(
+        not d["metadata"]["name"].endswith("-viewer")
+        for d in by_kind(render(helm, "rbac.userRoles=false"), "ClusterRole")
+    )

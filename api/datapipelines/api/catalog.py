@@ -265,6 +265,7 @@ class Catalog:
 
     connections: dict[Key, _ConnectionEntry] = field(default_factory=dict)
     connection_namespaces: dict[str, set[str]] = field(default_factory=dict)
+    connections_per_namespace: dict[str, int] = field(default_factory=dict)
     runs: dict[Key, PipelineRun] = field(default_factory=dict)
     run_namespaces: dict[str, set[str]] = field(default_factory=dict)
     runs_by_connection: dict[Key, set[str]] = field(default_factory=dict)
@@ -292,10 +293,18 @@ class Catalog:
         if kind == "DELETED":
             if self.connections.pop(key, None) is not None:
                 _discard(self.connection_namespaces, key[1], key[0])
+                left = self.connections_per_namespace[key[0]] - 1
+                if left:
+                    self.connections_per_namespace[key[0]] = left
+                else:
+                    del self.connections_per_namespace[key[0]]
                 self._sorted = None
             return
         if key not in self.connections:
             self._sorted = None
+            self.connections_per_namespace[key[0]] = (
+                self.connections_per_namespace.get(key[0], 0) + 1
+            )
         self.connections[key] = _ConnectionEntry(summarize_connection(obj))
         self.connection_namespaces.setdefault(key[1], set()).add(key[0])
 

@@ -64,11 +64,17 @@ async def _seen(caller: Caller, keys: list[Key]) -> set[str] | None:
     return await caller.seen(ns for ns, _ in keys)
 
 
-async def _readable(caller: Caller, keys: list[Key]) -> list[Key]:
-    """The keys of namespaces where the caller may read (lists show only those)."""
+async def _readable_connections(store: PipelineStore, caller: Caller) -> list[Key]:
+    """The connections, sorted, of the namespaces where the caller may read (one question per
+    namespace, none per connection; no filtering when it may read them all)."""
+    catalog = store.catalog
+    keys = catalog.sorted_connections()
     if caller.unrestricted:
         return keys
-    readable = await caller.where(Verb.READ, {ns for ns, _ in keys})
+    namespaces = catalog.connections_per_namespace.keys()
+    readable = await caller.where(Verb.READ, namespaces)
+    if len(readable) == len(namespaces):
+        return keys
     return [k for k in keys if k[0] in readable]
 
 
@@ -77,7 +83,7 @@ def known_namespaces(store: PipelineStore) -> set[str]:
     if store.namespaces:
         return set(store.namespaces)
     catalog = store.catalog
-    return {ns for ns, _ in catalog.connections} | {ns for ns, _ in catalog.runs}
+    return set(catalog.connections_per_namespace) | {ns for ns, _ in catalog.runs}
 
 
 async def list_connections(
@@ -85,7 +91,7 @@ async def list_connections(
 ) -> list[ConnectionOut]:
     catalog = store.catalog
     out = []
-    for key in await _readable(caller, catalog.sorted_connections()):
+    for key in await _readable_connections(store, caller):
         conn = catalog.connection(key)
         if conn is not None and (conn.enabled or not only_enabled):
             out.append(mapping.connection_out(catalog, conn))
@@ -99,7 +105,7 @@ async def list_connections_json(
     of connections), and only changed connections are rendered again."""
     catalog = store.catalog
     parts = []
-    for key in await _readable(caller, catalog.sorted_connections()):
+    for key in await _readable_connections(store, caller):
         conn = catalog.connection(key)
         if conn is not None and (conn.enabled or not only_enabled):
             parts.append(catalog.fragment(key, mapping.connection_fragment))
@@ -444,8 +450,11 @@ async def history(
     finished = store.catalog.finished_runs()
     namespaces = store.namespaces
     if not caller.unrestricted:
-        readable = await caller.where(Verb.READ, known_namespaces(store))
-        finished = [r for r in finished if r.namespace in readable]
+        known = known_namespaces(store)
+        readable = await caller.where(Verb.READ, known)
+        if len(readable) < len(known):
+            finished = [r for r in finished if r.namespace in readable]
+        # never [] (every namespace) for a restricted caller: the archive may hold others
         namespaces = sorted(readable)
     if archive is not None and (caller.unrestricted or namespaces):
         try:

@@ -129,12 +129,13 @@ release namespace, .Values.namespaces and a watchNamespace list. A comma-separat
 {{- end -}}
 
 {{/* Secrets of the installation no connection may reference: every Secret the chart names
-(the API key, the history DSN, imagePullSecrets, the Ingress's TLS secrets, Secrets read by
+(the API key, the scoped keys, the history DSN, imagePullSecrets, the Ingress's TLS secrets, Secrets read by
 extraEnv) and sandbox.deniedSecrets. A Secret named anywhere in a rendered manifest of the
 chart and missing here fails tests/chart/test_chart.py. */}}
 {{- define "datapipelines.deniedSecrets" -}}
 {{- $denied := list (include "datapipelines.apiSecretName" .) -}}
 {{- with .Values.history.existingSecret }}{{- $denied = append $denied . -}}{{- end -}}
+{{- with .Values.api.keysSecret }}{{- $denied = append $denied . -}}{{- end -}}
 {{- range .Values.imagePullSecrets }}{{- $denied = append $denied (kindIs "string" . | ternary . (get . "name")) -}}{{- end -}}
 {{- range .Values.api.ingress.tls }}{{- with .secretName }}{{- $denied = append $denied . -}}{{- end -}}{{- end -}}
 {{- range (concat .Values.api.extraEnv .Values.operator.extraEnv) }}
