@@ -53,6 +53,7 @@ class ConnectionSummary:
     status: ConnectionStatus
     ready: bool | None = None
     ready_reason: str | None = None
+    time_zone: str | None = None
 
     @property
     def key(self) -> Key:
@@ -85,6 +86,7 @@ def summarize_connection(obj: Obj) -> ConnectionSummary:
             schema_name=spec.schema_name,
             concurrency_policy=spec.concurrency_policy.value,
             schedule=spec.schedule,
+            time_zone=spec.time_zone,
             timeout_seconds=spec.timeout_seconds,
             retries=spec.retries,
         )
@@ -98,6 +100,7 @@ def summarize_connection(obj: Obj) -> ConnectionSummary:
                 raw.get("concurrencyPolicy") or _default("concurrency_policy").value
             ),
             schedule=raw.get("schedule"),
+            time_zone=raw.get("timeZone"),
             timeout_seconds=_int(raw.get("timeoutSeconds"), _default("timeout_seconds")),
             retries=_int(raw.get("retries"), _default("retries")),
         )
@@ -274,12 +277,19 @@ class Catalog:
     batches: dict[Key, PipelineBatch] = field(default_factory=dict)
     batch_namespaces: dict[str, set[str]] = field(default_factory=dict)
     waiters: RunWaiters = field(default_factory=RunWaiters)
+    generation: int = 0
+    """Counts the events applied: a reader that saw it unchanged has seen everything."""
     _sorted: list[Key] | None = None
+    _changed: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ feeding
 
     def apply(self, plural: str, kind: str, obj: Obj) -> None:
         """One watch event (``ADDED``/``MODIFIED``/``DELETED``) of ``plural``'s object."""
+        self.generation += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
         if plural == "pipelineconnections":
             self._connection(kind, obj)
         elif plural == "pipelineruns":
@@ -366,6 +376,14 @@ class Catalog:
             return
         self.batches[key] = batch
         self.batch_namespaces.setdefault(key[1], set()).add(key[0])
+
+    async def changed_since(self, generation: int) -> int:
+        """Wait (no polling) until an event was applied after `generation`; the new one."""
+        while self.generation == generation:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
+        return self.generation
 
     # ------------------------------------------------------------------ reads
 

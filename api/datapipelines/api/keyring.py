@@ -108,6 +108,10 @@ def unscoped_caller(key: str) -> KeyCaller:
 class Keyring:
     """Every accepted key: `unscoped` (DATAPIPELINES_API_KEY) plus the keys file's."""
 
+    @property
+    def unscoped_digests(self) -> list[bytes]:
+        return [digest for digest, _ in self._unscoped]
+
     def __init__(
         self,
         unscoped: list[str],
@@ -167,8 +171,12 @@ class Keyring:
 
     def match(self, presented: str) -> KeyCaller | None:
         """The caller of `presented`: compared with every digest, no early exit."""
+        return self.match_digest(sha256(presented))
+
+    def match_digest(self, given: bytes) -> KeyCaller | None:
+        """The caller whose key has the SHA-256 digest `given` (a console session holds the
+        digest, never the key): revoked keys stop matching at the next reload."""
         self.refresh()
-        given = sha256(presented)
         found: KeyCaller | None = None
         for digest, caller in (*self._unscoped, *self._scoped):
             if hmac.compare_digest(given, digest) and found is None:

@@ -35,7 +35,7 @@ from datapipelines.api.errors import ApiError, Conflict, Invalid, KubeUnavailabl
 from datapipelines.api.metrics import count_request
 from datapipelines.api.settings import Settings
 from datapipelines.api.store import Obj, PipelineStore
-from datapipelines.resources import BATCH_PLURAL, GROUP, RUN_PLURAL, VERSION
+from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, GROUP, RUN_PLURAL, VERSION
 from datapipelines.resources.batch import PipelineBatch
 from datapipelines.resources.run import PipelineRun
 
@@ -316,6 +316,20 @@ class KubeStore(PipelineStore):
         except (NotFound, Conflict):  # gone, or a new Job of that name: not ours any more
             return False
         return True
+
+    async def connection_manifest(self, namespace: str, name: str) -> Obj | None:
+        api, _ = self._apis()
+        path = custom_path(GROUP, VERSION, CONNECTION_PLURAL, namespace, name)
+        try:
+            obj: Obj = await _call(
+                api.get(path, deadline=WRITE_TIMEOUT),
+                f"reading connection {name}",
+                "get",
+                CONNECTION_PLURAL,
+            )
+        except NotFound:
+            return None
+        return obj
 
     async def report(self, run: PipelineRun) -> str | None:
         """The report, read from the apiserver (the catalog keeps runs without it); a finished

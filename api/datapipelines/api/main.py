@@ -104,6 +104,10 @@ def create_app(
     app.include_router(health_router)
     app.include_router(api_router)
     mcp.mount(app)
+    if settings.console:
+        from datapipelines.api import console
+
+        console.install(app, settings)
     return app
 
 

@@ -64,7 +64,7 @@ async def _seen(caller: Caller, keys: list[Key]) -> set[str] | None:
     return await caller.seen(ns for ns, _ in keys)
 
 
-async def _readable_connections(store: PipelineStore, caller: Caller) -> list[Key]:
+async def readable_connections(store: PipelineStore, caller: Caller) -> list[Key]:
     """The connections, sorted, of the namespaces where the caller may read (one question per
     namespace, none per connection; no filtering when it may read them all)."""
     catalog = store.catalog
@@ -91,7 +91,7 @@ async def list_connections(
 ) -> list[ConnectionOut]:
     catalog = store.catalog
     out = []
-    for key in await _readable_connections(store, caller):
+    for key in await readable_connections(store, caller):
         conn = catalog.connection(key)
         if conn is not None and (conn.enabled or not only_enabled):
             out.append(mapping.connection_out(catalog, conn))
@@ -105,7 +105,7 @@ async def list_connections_json(
     of connections), and only changed connections are rendered again."""
     catalog = store.catalog
     parts = []
-    for key in await _readable_connections(store, caller):
+    for key in await readable_connections(store, caller):
         conn = catalog.connection(key)
         if conn is not None and (conn.enabled or not only_enabled):
             parts.append(catalog.fragment(key, mapping.connection_fragment))
@@ -113,11 +113,21 @@ async def list_connections_json(
 
 
 async def get_connection(
-    store: PipelineStore, name: str, *, caller: Caller, verb: Verb = Verb.READ
+    store: PipelineStore,
+    name: str,
+    *,
+    caller: Caller,
+    verb: Verb = Verb.READ,
+    namespace: str | None = None,
 ) -> ConnectionSummary:
-    """The connection `name` among those the caller sees (404 otherwise, as for an unknown
-    name); 403 when it may not `verb` it."""
-    seen = await _seen(caller, store.catalog.connection_keys_named(name))
+    """The connection `name` (in `namespace` when given) among those the caller sees (404
+    otherwise, as for an unknown name); 403 when it may not `verb` it."""
+    keys = store.catalog.connection_keys_named(name)
+    if namespace is not None:
+        keys = [k for k in keys if k[0] == namespace]
+    seen = await _seen(caller, keys)
+    if seen is None and namespace is not None:
+        seen = {namespace}
     conn = store.connection(name, seen)
     if conn is None:
         raise NotFound(f"connection {name!r} not found", connection=name)
@@ -145,10 +155,15 @@ async def connection_status(
 
 
 async def start_run(
-    store: PipelineStore, name: str, *, caller: Caller, trigger: str = "api"
+    store: PipelineStore,
+    name: str,
+    *,
+    caller: Caller,
+    trigger: str = "api",
+    namespace: str | None = None,
 ) -> PipelineRun:
     """Create a PipelineRun for `name`, refusing (409) when concurrencyPolicy Forbid holds."""
-    conn = await get_connection(store, name, caller=caller, verb=Verb.RUN)
+    conn = await get_connection(store, name, caller=caller, verb=Verb.RUN, namespace=namespace)
     return await _start(store, conn, trigger)
 
 

@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     kubernetes_auth_cache_seconds: float = Field(
         default=10.0, ge=0, le=300, description="How long a token's or a decision's review holds."
     )
+    console: bool = Field(default=True, description="Serve the web console at /ui/.")
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs console sessions; default: derived from DATAPIPELINES_API_KEY.",
+    )
+    console_session_seconds: int = Field(
+        default=8 * 3600, ge=60, le=30 * 24 * 3600, description="How long a sign-in lasts."
+    )
+    console_secure_cookie: bool | None = Field(
+        default=None,
+        description="Mark the session cookie Secure; default: when the request came over "
+        "HTTPS (X-Forwarded-Proto behind a proxy).",
+    )
     api_host: str = "0.0.0.0"
     api_port: int = Field(default=8081, ge=1, le=65535)
     namespace: str | None = Field(
@@ -90,7 +103,7 @@ class Settings(BaseSettings):
         default=300, ge=10, description="Server-side timeout of one watch request."
     )
 
-    @field_validator("api_key", "history_dsn", "api_keys_file", mode="before")
+    @field_validator("api_key", "history_dsn", "api_keys_file", "console_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -107,6 +107,11 @@ class PipelineStore(ABC):
         precondition, propagation Background); False when there is none."""
 
     @abstractmethod
+    async def connection_manifest(self, namespace: str, name: str) -> Obj | None:
+        """The connection as stored (read from the apiserver: the catalog keeps a summary);
+        None when it is gone. For pages that show it whole (the console), never a hot path."""
+
+    @abstractmethod
     async def report(self, run: PipelineRun) -> str | None:
         """The run's report text (not kept in memory): read from the apiserver."""
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datapipelines.resources import podcontract as pod
-from datapipelines.resources import quantity
+from datapipelines.resources import quantity, schedule
 from datapipelines.resources.connection import ConnectionSpec, DestinationType, SourceType
 
-from . import schedule
 from .config import Settings
 from .views import ConnectionView
 

@@ -329,6 +329,10 @@ class FakeStore(PipelineStore):
         self.deleted_jobs.append(run.status.job_name or run.name)
         return True
 
+    async def connection_manifest(self, namespace: str, name: str) -> Obj | None:
+        self._check_reachable("reading the connection")
+        return self._get(CONNECTIONS, name, namespace)
+
     async def report(self, run: PipelineRun) -> str | None:
         """As KubeStore: only for a run the catalog saw with a report, read from the object."""
         if run.metadata.key not in self._catalog.reports:

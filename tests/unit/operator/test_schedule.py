@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from datapipelines.operator.schedule import MAX_COUNTED, due, next_tick, ticks, validate
+from datapipelines.resources.schedule import MAX_COUNTED, due, next_tick, ticks, validate
 from datapipelines.resources.manifests import scheduled_run_name
 
 NY = "America/New_York"

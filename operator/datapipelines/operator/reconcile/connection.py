@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from datapipelines.resources import LABEL_CONNECTION, LABEL_TRIGGER
+from datapipelines.resources import LABEL_CONNECTION, LABEL_TRIGGER, schedule
 from datapipelines.resources.batch import PipelineBatch
 from datapipelines.resources.connection import CONDITION_READY, ConcurrencyPolicy
 from datapipelines.resources.manifests import run_manifest, scheduled_run_name
@@ -29,7 +29,7 @@ from datapipelines.resources.run import (
 )
 from datapipelines.resources.times import format_time
 
-from .. import schedule, validation
+from .. import validation
 from ..batchstate import recorded_terminal
 from ..concurrency import RunRef, plan
 from ..config import Settings
