@@ -14,6 +14,7 @@ PKGS=(
   util-linux mount procps psmisc                # mount/umount/nsenter, pkill-free process tools
   gcc libc6-dev                                 # the kubelet is built with cgo; static pause binary
   postgresql                                    # destination/history tests
+  chromium fonts-dejavu-core                    # the console's browser tests (Playwright drives it)
 )
 missing=()
 for p in "${PKGS[@]}"; do

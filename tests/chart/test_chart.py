@@ -174,10 +174,12 @@ def test_every_secret_the_chart_names_is_denied_to_connections(helm: Path) -> No
         "operator.extraEnv[0].valueFrom.secretKeyRef.key=k",
         "sandbox.deniedSecrets[0]=vault-token",
         "api.keysSecret=team-keys",
+        "api.console.existingSecret=console-signing",
     )
     manifests = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
     named = named_secrets(manifests) | {d["metadata"]["name"] for d in by_kind(docs, "Secret")}
     assert {"pull-creds", "api-tls", "archive", "api-extra", "op-extra", "team-keys"} <= named
+    assert "console-signing" in named
     op = next(d for d in by_kind(docs, "Deployment") if "-operator" in d["metadata"]["name"])
     env = {
         e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -317,3 +319,17 @@ def test_access_options(helm: Path) -> None:
         not d["metadata"]["name"].endswith("-viewer")
         for d in by_kind(render(helm, "rbac.userRoles=false"), "ClusterRole")
     )
+
+
+def test_console_values(helm: Path) -> None:
+    def api_env(*sets: str) -> dict[str, object]:
+        docs = render(helm, *sets)
+        api = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+        return {e["name"]: e for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    env = api_env()
+    assert env["DATAPIPELINES_CONSOLE"]["value"] == "true"  # type: ignore[index]
+    assert "DATAPIPELINES_CONSOLE_SECURE_COOKIE" not in env
+    off = api_env("api.console.enabled=false", "api.console.secureCookie=true")
+    assert off["DATAPIPELINES_CONSOLE"]["value"] == "false"  # type: ignore[index]
+    assert off["DATAPIPELINES_CONSOLE_SECURE_COOKIE"]["value"] == "true"  # type: ignore[index]

@@ -136,6 +136,7 @@ chart and missing here fails tests/chart/test_chart.py. */}}
 {{- $denied := list (include "datapipelines.apiSecretName" .) -}}
 {{- with .Values.history.existingSecret }}{{- $denied = append $denied . -}}{{- end -}}
 {{- with .Values.api.keysSecret }}{{- $denied = append $denied . -}}{{- end -}}
+{{- with .Values.api.console.existingSecret }}{{- $denied = append $denied . -}}{{- end -}}
 {{- range .Values.imagePullSecrets }}{{- $denied = append $denied (kindIs "string" . | ternary . (get . "name")) -}}{{- end -}}
 {{- range .Values.api.ingress.tls }}{{- with .secretName }}{{- $denied = append $denied . -}}{{- end -}}{{- end -}}
 {{- range (concat .Values.api.extraEnv .Values.operator.extraEnv) }}
