@@ -229,6 +229,10 @@ def main() -> None:
         f"  {kubectl} -n {args.namespace} get pconn,prun,pbatch\n"
     )
     print(cli_commands(url, slow))
+    print(
+        f"\nThe console: open {url}/ui/ in a browser and sign in with the key "
+        "(.cluster/api-key).\n"
+    )
     sys.exit(0 if ok else 1)
 
 

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,12 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from datapipelines.runner.demo_source import DemoState
-from tests.support.http_source import HttpSource, demo_source_spec, serve_demo_source
-from tests.support.kube import connection, kubectl_apply
-from tests.support.release import Release, install_release, uninstall_release
+from tests.e2e.conftest import RECORDS
+from tests.support.release import Release
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.pods]
 
-RECORDS = 2000
-SLOW_RECORDS = 3000
 CLI = str(Path(sys.executable).with_name("datapipelines"))
 TOOLS = {
     "list_connections",
@@ -44,53 +40,6 @@ TOOLS = {
     "cancel_task",
     "history",
 }
-
-
-@pytest.fixture(scope="module")
-def source() -> Iterator[HttpSource]:
-    with serve_demo_source(DemoState(records=RECORDS, page_size=100)) as src:
-        yield src
-
-
-@pytest.fixture(scope="module")
-def slow_source() -> Iterator[HttpSource]:
-    # 10 records a page, 200 ms a page: a minute of work, time enough to cancel
-    with serve_demo_source(DemoState(records=SLOW_RECORDS, page_size=10, delay_ms=200)) as src:
-        yield src
-
-
-@pytest.fixture(scope="module")
-def release(kubeconfig: Path, images: Any, crds: None) -> Iterator[Release]:
-    rel = install_release("e2e-clients")
-    try:
-        yield rel
-    finally:
-        uninstall_release(rel)
-
-
-@pytest.fixture(scope="module")
-def api(release: Release, source: HttpSource, slow_source: HttpSource) -> Release:
-    """The release with its connections in the API's cache: two fast ones (one for MCP, one
-    for the CLI, so their Forbid policies never meet) and a slow one that is not enabled (so
-    run-all leaves it out; it can still be run by name)."""
-    ns = release.ns
-    kubectl_apply(
-        [
-            connection("e2e-mcp-items", ns, source=demo_source_spec(source.url)),
-            connection("e2e-cli-items", ns, source=demo_source_spec(source.url)),
-            connection("e2e-slow", ns, enabled=False, source=demo_source_spec(slow_source.url, 10)),
-        ]
-    )
-    with httpx.Client(base_url=release.url, headers={"X-API-Key": release.key}) as c:
-        wait_for(lambda: c.get("/readyz").status_code == 200, "the API pod to be ready", 120)
-        wait_for(
-            lambda: (
-                {x["name"] for x in c.get("/connections").json()}
-                >= {"e2e-mcp-items", "e2e-cli-items", "e2e-slow"}
-            ),
-            "the connections in the API's cache",
-        )
-    return release
 
 
 # --- MCP -------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from datapipelines.resources.schedule import MAX_COUNTED, due, next_tick, ticks, validate
 from datapipelines.resources.manifests import scheduled_run_name
+from datapipelines.resources.schedule import MAX_COUNTED, due, next_tick, ticks, validate
 
 NY = "America/New_York"
 BERLIN = "Europe/Berlin"
