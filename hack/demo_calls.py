@@ -230,8 +230,7 @@ def main() -> None:
     )
     print(cli_commands(url, slow))
     print(
-        f"\nThe console: open {url}/ui/ in a browser and sign in with the key "
-        "(.cluster/api-key).\n"
+        f"\nThe console: open {url}/ui/ in a browser and sign in with the key (.cluster/api-key).\n"
     )
     sys.exit(0 if ok else 1)
 

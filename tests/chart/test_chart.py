@@ -297,8 +297,8 @@ def test_access_options(helm: Path) -> None:
     auth adds only the review rights to the API; the user roles are there to bind."""
     plain = render(helm)
     plain_names = {d["metadata"]["name"] for d in by_kind(plain, "ClusterRole")}
-    assert {"rel-datapipelines-viewer", "rel-datapipelines-run-operator"} <= plain_names
-    assert "rel-datapipelines-api-auth" not in plain_names
+    assert {"rel-datapipelines-dp-viewer", "rel-datapipelines-dp-run-operator"} <= plain_names
+    assert "rel-datapipelines-dp-api-auth" not in plain_names
     docs = render(helm, "api.keysSecret=team-keys", "api.kubernetesAuth.enabled=true")
     api = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
     pod = api["spec"]["template"]["spec"]
@@ -310,10 +310,10 @@ def test_access_options(helm: Path) -> None:
     volume = next(v for v in pod["volumes"] if v["name"] == "api-keys")
     assert volume["secret"]["secretName"] == "team-keys"
     roles = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole")}
-    auth_rules = roles["rel-datapipelines-api-auth"]["rules"]
+    auth_rules = roles["rel-datapipelines-dp-api-auth"]["rules"]
     assert {r["resources"][0] for r in auth_rules} == {"tokenreviews", "subjectaccessreviews"}
     assert all(r["verbs"] == ["create"] for r in auth_rules)
-    viewer = roles["rel-datapipelines-viewer"]["rules"]
+    viewer = roles["rel-datapipelines-dp-viewer"]["rules"]
     assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in viewer)
     assert not by_kind(render(helm, "rbac.userRoles=false"), "ClusterRole") or all(
         not d["metadata"]["name"].endswith("-viewer")
@@ -333,3 +333,14 @@ def test_console_values(helm: Path) -> None:
     off = api_env("api.console.enabled=false", "api.console.secureCookie=true")
     assert off["DATAPIPELINES_CONSOLE"]["value"] == "false"  # type: ignore[index]
     assert off["DATAPIPELINES_CONSOLE_SECURE_COOKIE"]["value"] == "true"  # type: ignore[index]
+
+
+def test_one_release_name_in_two_namespaces_shares_no_cluster_role(helm: Path) -> None:
+    """Teams install the chart under one release name in their own namespaces: the
+    cluster-scoped objects it makes by default must not collide."""
+    names = []
+    for ns in ("team-a", "team-b"):
+        docs = render(helm, "api.kubernetesAuth.enabled=true", namespace=ns)
+        kinds = ("ClusterRole", "ClusterRoleBinding")
+        names.append({d["metadata"]["name"] for d in docs if d["kind"] in kinds})
+    assert names[0] and not names[0] & names[1], names[0] & names[1]

@@ -85,7 +85,6 @@ def test_run_shows_live_progress_and_ends_with_the_apis_row_count(page: Page, ap
     page.screenshot(path=screenshot_path("run"), full_page=True)
     page.goto("/ui/")
     expect(row(page, "e2e-ui-items").locator(".rows")).to_have_text(f"{RECORDS:,} rows")
-    page.screenshot(path=screenshot_path("connections"))
 
 
 def test_cancel_the_slow_sample_after_live_progress(page: Page, api: Release) -> None:
@@ -132,6 +131,10 @@ def test_history_filters(page: Page, api: Release) -> None:
     expect(rows.first).to_be_visible()
     assert set(rows.evaluate_all("rs => rs.map(r => r.dataset.status)")) == {"succeeded"}
     page.screenshot(path=screenshot_path("history"), full_page=True)
+    # after a run, a cancel and a failure: the README's picture
+    page.get_by_role("link", name="Connections").click()
+    expect(row(page, "e2e-broken").locator(".phase-failed")).to_be_visible()
+    page.screenshot(path=screenshot_path("connections"))
 
 
 def test_csrf_and_sign_out(page: Page, api: Release) -> None:

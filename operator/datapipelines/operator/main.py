@@ -75,10 +75,16 @@ async def _serve(kube: Kube, settings: Settings, namespaces: list[str], stop: as
         if settings.health_port
         else None
     )
+    kopf_settings = kopf.OperatorSettings()
+    # Named namespaces (one, a list, a shard's): nothing to discover. Scanning would list
+    # namespaces and CRDs cluster-wide, which these modes have no right to: kopf retries the
+    # refusals for ~45 s before it falls back, and no run starts meanwhile.
+    kopf_settings.scanning.disabled = bool(namespaces)
     kopf_task = asyncio.create_task(
         kopf.operator(
             namespaces=namespaces,
             clusterwide=not namespaces,
+            settings=kopf_settings,
             standalone=True,
             liveness_endpoint=liveness,
             stop_flag=kopf_stop,

@@ -45,10 +45,11 @@ def teams(crds: None) -> Iterator[tuple[str, str]]:
         if d["kind"] == "ClusterRole"
     ]
     kubectl_apply(roles)
+    viewer = next(r["metadata"]["name"] for r in roles if r["metadata"]["name"].endswith("-viewer"))
     kubectl("create", "serviceaccount", "analyst", "-n", a)
     kubectl(
         "create", "rolebinding", "analyst-view", "-n", a,
-        f"--clusterrole={RELEASE}-datapipelines-viewer", f"--serviceaccount={a}:analyst",
+        f"--clusterrole={viewer}", f"--serviceaccount={a}:analyst",
     )  # fmt: skip
     try:
         yield a, b
@@ -148,7 +149,8 @@ def test_a_service_account_token_is_governed_by_rbac(
     assert call(api, "GET", "/connections/b-one/status", bearer).status_code == 404
     kubectl(
         "create", "rolebinding", "analyst-run", "-n", a,
-        f"--clusterrole={RELEASE}-datapipelines-run-operator", f"--serviceaccount={a}:analyst",
+        f"--clusterrole={RELEASE}-datapipelines-{a}-run-operator",
+        f"--serviceaccount={a}:analyst",
     )  # fmt: skip
     started = call(api, "POST", "/connections/a-one/run_async", bearer)
     assert started.status_code == 200, started.text
