@@ -47,7 +47,8 @@ def locked_source() -> Iterator[HttpSource]:
 
 @pytest.fixture(scope="session")
 def clients_release(kubeconfig: Path, images: Any, crds: None) -> Iterator[Release]:
-    rel = install_release("e2e-clients")
+    # Kubernetes identities on: the API pod verifies tokens with its own ServiceAccount
+    rel = install_release("e2e-clients", "api.kubernetesAuth.enabled=true")
     try:
         yield rel
     finally:

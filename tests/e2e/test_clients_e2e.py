@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from tests.e2e.conftest import RECORDS
+from tests.support.cluster import kubectl
 from tests.support.release import Release
 from tests.support.waiting import wait_for
 
@@ -226,6 +227,25 @@ def test_cli_run_all_with_wait(api: Release) -> None:
     table = cli(api, "tasks", final["task_id"])
     assert table.returncode == 0, table.stderr
     assert "e2e-cli-items" in table.stdout and "e2e-slow" not in table.stdout
+
+
+def test_a_service_account_token_through_the_api_pod(api: Release) -> None:
+    """The API pod reviews a token with its ServiceAccount (the chart's api-auth rights), and
+    the chart's viewer role lets it read, not run; the CLI sends it with --token."""
+    ns = api.ns
+    kubectl("create", "serviceaccount", "e2e-reader", "-n", ns)
+    kubectl(
+        "create", "rolebinding", "e2e-reader", "-n", ns,
+        f"--clusterrole=dp-datapipelines-{ns}-viewer", f"--serviceaccount={ns}:e2e-reader",
+    )  # fmt: skip
+    token = kubectl("create", "token", "e2e-reader", "-n", ns, "--duration=10m").stdout.strip()
+    listed = cli(api, "--token", token, "connections", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert "e2e-cli-items" in {c["name"] for c in json.loads(listed.stdout)}
+    refused = cli(api, "--token", token, "run", "e2e-cli-items")
+    assert refused.returncode == 4 and "may not run" in refused.stderr, refused.stderr
+    forged = httpx.get(f"{api.url}/connections", headers={"Authorization": "Bearer forged"})
+    assert forged.status_code == 401
 
 
 def test_cli_errors_are_one_line(api: Release) -> None:
