@@ -333,3 +333,32 @@ def test_the_event_stream_pushes_changes_and_is_bounded(store: FakeStore) -> Non
         finally:
             for s in streams:
                 s.__exit__(None, None, None)
+
+
+def test_connections_are_paged_and_only_the_page_gets_its_next_tick() -> None:
+    rows = [
+        views.connection_row(status(name=f"c{i:03d}", schedule="0 * * * *"), time_zone=None,
+                             active=None, last_rows=None)
+        for i in range(250)
+    ]  # fmt: skip
+    assert all(r.next_tick is None for r in rows)
+    shown, page, pages = views.page_of(rows, 3)
+    assert (len(shown), page, pages) == (50, 3, 3) and shown[0].name == "c200"
+    assert views.page_of(rows, 99)[1] == 3 and views.page_of([], 1) == ([], 1, 1)
+    assert views.with_next_tick(shown[0], NOW).next_tick == "2026-12-07 13:00 UTC"
+
+
+async def test_the_connections_page_links_its_pages(
+    ui: httpx.AsyncClient, store: FakeStore
+) -> None:
+    for i in range(120):
+        store.add_connection(f"bulk-{i:03d}")
+    await sign_in(ui)
+    first = await ui.get("/ui/", params={"q": "bulk"})
+    assert "120 of 123" in first.text and "page 1 of 2" in first.text
+    assert 'href="/ui/?q=bulk&amp;health=all&amp;page=2"' in first.text
+    second = await ui.get("/ui/", params={"q": "bulk", "page": 2})
+    assert (
+        'data-connection="bulk-119"' in second.text
+        and 'data-connection="bulk-000"' not in second.text
+    )

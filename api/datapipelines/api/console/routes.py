@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -37,6 +37,7 @@ from datapipelines.api.errors import ApiError
 from datapipelines.api.keyring import sha256
 from datapipelines.api.settings import Settings
 from datapipelines.api.store import PipelineStore
+from datapipelines.resources.times import time_key
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,11 @@ async def logout(
 
 @router.get("/")
 async def connections_page(
-    request: Request, user: SignedInDep, q: str = "", health: str = "all"
+    request: Request,
+    user: SignedInDep,
+    q: str = "",
+    health: str = "all",
+    page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
     store = _store(request)
     try:
@@ -277,14 +282,22 @@ async def connections_page(
         rows = await _rows(store, user)
     except ApiError as exc:
         return error_page(request, exc, user)
-    shown = views.filter_rows(rows, q, health)
+    matching = views.filter_rows(rows, q, health)
+    shown, page_number, pages = views.page_of(matching, page_number)
+    now = datetime.now(UTC)
+    shown = [views.with_next_tick(row, now) for row in shown]
+    query = {"q": q, "health": health}
     return page(
         request,
         "connections.html",
         {
             "page": "connections",
             "rows": shown,
+            "matching": len(matching),
             "total": len(rows),
+            "page_number": page_number,
+            "pages": pages,
+            "page_query": lambda n: urlencode({**query, "page": n}),
             "counts": views.health_counts(rows),
             "query": q,
             "health": health,
@@ -296,7 +309,6 @@ async def connections_page(
 
 async def _rows(store: PipelineStore, user: SignedIn) -> list[views.ConnectionRow]:
     catalog = store.catalog
-    now = datetime.now(UTC)
     rows = []
     for key in await services.readable_connections(store, user.caller):
         conn = catalog.connection(key)
@@ -311,7 +323,7 @@ async def _rows(store: PipelineStore, user: SignedIn) -> list[views.ConnectionRo
             last_rows = mapping.run_result(last).rows_inserted
         rows.append(
             views.connection_row(
-                status, time_zone=conn.time_zone, active=active, last_rows=last_rows, now=now
+                status, time_zone=conn.time_zone, active=active, last_rows=last_rows
             )
         )
     return rows
@@ -331,7 +343,9 @@ async def connection_page(
     catalog = store.catalog
     status = mapping.connection_status_out(catalog, conn)
     runs = sorted(
-        catalog.runs_of(conn.key), key=lambda r: r.metadata.creation_timestamp or "", reverse=True
+        catalog.runs_of(conn.key),
+        key=lambda r: (time_key(r.metadata.creation_timestamp), r.name),
+        reverse=True,
     )
     tick = views.connection_row(
         status, time_zone=conn.time_zone, active=None, last_rows=None, now=datetime.now(UTC)

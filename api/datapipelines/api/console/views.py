@@ -3,7 +3,7 @@ parameter), so each page is unit-tested without a browser or a cluster."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
@@ -17,6 +17,7 @@ from datapipelines.resources.schedule import time_zone as zone_of
 from datapipelines.resources.times import parse_time
 
 PAGE_SIZE = 50
+CONNECTIONS_PAGE_SIZE = 100
 #: metadata fields a person does not need to read (and that make the YAML long)
 NOISY_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
 
@@ -39,6 +40,7 @@ class ConnectionRow:
     type: str
     enabled: bool
     schedule: str | None
+    time_zone: str | None
     next_tick: str | None
     health: Health
     last_run_at: str | None
@@ -101,22 +103,18 @@ def connection_row(
     time_zone: str | None,
     active: TaskStatusOut | None,
     last_rows: int | None,
-    now: datetime,
+    now: datetime | None = None,
 ) -> ConnectionRow:
-    tick = None
-    if conn.schedule and conn.enabled:
-        try:
-            at = next_tick(conn.schedule, time_zone, after=now).astimezone(zone_of(time_zone))
-            tick = at.strftime("%Y-%m-%d %H:%M %Z")
-        except (ValueError, KeyError):  # refused by the operator: its condition says why
-            tick = None
-    return ConnectionRow(
+    """The row of one connection; its next tick only when `now` is given (a cron evaluation:
+    done for the rows shown, not for every connection)."""
+    row = ConnectionRow(
         name=conn.name,
         namespace=conn.namespace or "",
         type=conn.type,
         enabled=conn.enabled,
         schedule=conn.schedule,
-        next_tick=tick,
+        time_zone=time_zone,
+        next_tick=None,
         health=health_of(conn, active),
         last_run_at=conn.last_run_at,
         last_run_id=conn.last_run_id,
@@ -130,6 +128,26 @@ def connection_row(
         active_phase=active.phase if active else None,
         active_progress=progress_text(active),
     )
+    return row if now is None else with_next_tick(row, now)
+
+
+def with_next_tick(row: ConnectionRow, now: datetime) -> ConnectionRow:
+    """The row with its schedule's next tick after `now`, in the schedule's zone."""
+    if not row.schedule or not row.enabled:
+        return row
+    try:
+        at = next_tick(row.schedule, row.time_zone, after=now).astimezone(zone_of(row.time_zone))
+    except (ValueError, KeyError):  # refused by the operator: its condition says why
+        return row
+    return replace(row, next_tick=at.strftime("%Y-%m-%d %H:%M %Z"))
+
+
+def page_of(rows: list[ConnectionRow], page: int) -> tuple[list[ConnectionRow], int, int]:
+    """One page of CONNECTIONS_PAGE_SIZE rows: (rows, page, pages)."""
+    pages = max(1, -(-len(rows) // CONNECTIONS_PAGE_SIZE))
+    page = min(max(1, page), pages)
+    start = (page - 1) * CONNECTIONS_PAGE_SIZE
+    return rows[start : start + CONNECTIONS_PAGE_SIZE], page, pages
 
 
 def filter_rows(rows: list[ConnectionRow], query: str, health: str) -> list[ConnectionRow]:
