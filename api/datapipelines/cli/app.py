@@ -76,7 +76,8 @@ app = typer.Typer(
     cls=_Group,
     help=HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -108,6 +109,19 @@ def _state(ctx: typer.Context) -> State:
     return state
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
+
+        try:
+            found = installed("datapipelines")
+        except PackageNotFoundError:
+            found = "unknown"
+        print(f"datapipelines {found}")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
     ctx: typer.Context,
@@ -131,6 +145,12 @@ def options(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds to wait for one API answer.")
     ] = TIMEOUT_SECONDS,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     source = ctx.get_parameter_source("key")  # typer's own (vendored) click: compare by name
     from_env = getattr(source, "name", "") == "ENVIRONMENT"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -416,3 +417,13 @@ def test_a_kubernetes_token_instead_of_a_key() -> None:
         forged = cli(srv, "--token", "forged", "connections", key=None)
         assert forged.returncode == 4 and "rejected the bearer token" in forged.stderr
         assert "--token" in forged.stderr
+
+
+def test_version_short_help_and_completion() -> None:
+    version = cli(None, "--version", key=None)
+    assert version.returncode == 0 and re.fullmatch(r"datapipelines \S+\n", version.stdout)
+    short = cli(None, "-h", key=None)
+    assert short.returncode == 0 and "Usage: datapipelines" in short.stdout
+    assert cli(None, "run", "-h", key=None).returncode == 0
+    completion = cli(None, "--show-completion", "bash", key=None)
+    assert completion.returncode == 0 and "_datapipelines_completion" in completion.stdout
