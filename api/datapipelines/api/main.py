@@ -128,6 +128,9 @@ def main() -> None:
             )
         sys.exit(2)
     configure_logging(settings.log_format, settings.log_level)
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()  # no `_created` series (Prometheus derives start times itself)
     memory.enable()  # this process's catalog: frozen out of the collector's way once listed
     try:
         app = create_app(settings)
