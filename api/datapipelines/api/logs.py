@@ -27,12 +27,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One line for a person: time, level, logger, message, then the same extra fields as the
+    JSON lines (`run=… connection=… request_id=…`)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD and key not in _DROP and not key.startswith("_")
+        ]
+        return f"{line} {' '.join(extras)}" if extras else line
+
+
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
+    from datapipelines.api.requestid import RequestIdFilter
+
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

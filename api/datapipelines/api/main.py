@@ -20,6 +20,7 @@ from datapipelines.api.kubeauth import KubeAuth, apiserver_poster
 from datapipelines.api.mcp import McpEndpoint, ToolDeps
 from datapipelines.api.metrics import Metrics, MetricsMiddleware
 from datapipelines.api.podlogs import KubePodLogs, PodLogSource
+from datapipelines.api.requestid import RequestIdMiddleware
 from datapipelines.api.routes import api_router, health_router
 from datapipelines.api.settings import Settings
 from datapipelines.api.store import PipelineStore
@@ -101,6 +102,7 @@ def create_app(
     install_handlers(app)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     app.include_router(health_router)
     app.include_router(api_router)
     mcp.mount(app)
