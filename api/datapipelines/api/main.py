@@ -38,6 +38,15 @@ lacks 403. The same operations are MCP tools at `/mcp` (Model Context Protocol o
 HTTP, same credentials).
 """
 
+OPENAPI_TAGS = [
+    {"name": "connections", "description": "The PipelineConnections: list, status, run."},
+    {"name": "pipelines", "description": "The connections again, optionally the enabled only."},
+    {"name": "tasks", "description": "Runs and batches by task id: status, cancel; run all."},
+    {"name": "history", "description": "Finished runs, newest first (with the archive)."},
+    {"name": "runs", "description": "What a run left behind: its pod's log or its report."},
+    {"name": "health", "description": "Probes and metrics (no key)."},
+]
+
 _UNSET = object()
 
 
@@ -91,6 +100,10 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        openapi_tags=OPENAPI_TAGS,
+        # operationIds are the handlers' names (`cancel_task`, `run_connection`): what a
+        # generated client calls its methods
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.store = store

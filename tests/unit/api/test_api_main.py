@@ -129,3 +129,15 @@ def test_json_formatter_includes_extras() -> None:
     record.run = "r-1"
     data = json.loads(JsonFormatter().format(record))
     assert data["msg"] == "hello x" and data["run"] == "r-1" and data["level"] == "info"
+
+
+async def test_operation_ids_are_the_handlers_names_and_tags_are_described(
+    anon: httpx.AsyncClient,
+) -> None:
+    spec = (await anon.get("/openapi.json")).json()
+    ids = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
+    assert {"list_connections", "run_connection", "cancel_task", "task_status"} <= set(ids)
+    described = {t["name"] for t in spec["tags"] if t.get("description")}
+    used = {t for path in spec["paths"].values() for op in path.values() for t in op["tags"]}
+    assert used <= described
