@@ -11,6 +11,7 @@ from typing import cast
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from datapipelines.api.apidocs import mount_api_docs
 from datapipelines.api.archive import HistoryArchive, PostgresArchive
 from datapipelines.api.audit import AuditMiddleware
 from datapipelines.api.deps import Gate
@@ -104,7 +105,10 @@ def create_app(
         # operationIds are the handlers' names (`cancel_task`, `run_connection`): what a
         # generated client calls its methods
         generate_unique_id_function=lambda route: route.name,
+        docs_url=None,  # served by apidocs.py from local assets, not a CDN
+        redoc_url=None,
     )
+    mount_api_docs(app)
     app.state.settings = settings
     app.state.store = store
     app.state.archive = archive

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -141,3 +142,12 @@ async def test_operation_ids_are_the_handlers_names_and_tags_are_described(
     described = {t["name"] for t in spec["tags"] if t.get("description")}
     used = {t for path in spec["paths"].values() for op in path.values() for t in op["tags"]}
     assert used <= described
+
+
+async def test_docs_load_nothing_from_elsewhere(anon: httpx.AsyncClient) -> None:
+    for path in ("/docs", "/redoc"):
+        page = await anon.get(path)
+        assert page.status_code == 200
+        assert "http://" not in page.text and "https://" not in page.text, path
+        for asset in re.findall(r'(?:src|href)="(/docs-static/[^"]+)"', page.text):
+            assert (await anon.get(asset)).status_code == 200, asset
