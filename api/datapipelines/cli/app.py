@@ -336,15 +336,37 @@ def cancel_cmd(ctx: typer.Context, task_id: TaskArg, output: OutputOpt = Output.
     st.emit(output, body, lambda: [body["message"]])
 
 
+class HistoryStatus(StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
 @app.command("history")
 def history_cmd(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="Entries.")] = 10,
+    limit: Annotated[
+        int, typer.Option("--limit", "-l", min=1, max=1000, help="Entries (before filtering).")
+    ] = 10,
+    connection: Annotated[
+        str | None,
+        typer.Option("--connection", "-c", help="Only this connection's runs.", show_default=False),
+    ] = None,
+    status: Annotated[
+        HistoryStatus | None,
+        typer.Option("--status", help="Only runs that ended so.", show_default=False),
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Finished runs, newest first."""
+    """Finished runs, newest first (-l, not -n: -n is a namespace to kubectl users)."""
     st = _state(ctx)
     entries, archive = st.client.history(limit)
+    entries = [
+        e
+        for e in entries
+        if (connection is None or e.get("connection") == connection)
+        and (status is None or e.get("status") == status.value)
+    ]
     st.emit(output, entries, lambda: [render.history(entries)])
     if output is Output.table and archive == "unavailable":
         st.err.print("note: the PostgreSQL archive could not be read: cluster runs only")

@@ -427,3 +427,14 @@ def test_version_short_help_and_completion() -> None:
     assert cli(None, "run", "-h", key=None).returncode == 0
     completion = cli(None, "--show-completion", "bash", key=None)
     assert completion.returncode == 0 and "_datapipelines_completion" in completion.stdout
+
+
+def test_history_filters_by_connection_and_status(server: AsgiServer) -> None:
+    every = as_json(cli(server, "history", "-l", "50", "-o", "json"))
+    assert every, "the fixture has finished runs"
+    only = as_json(
+        cli(server, "history", "--connection", "alpha", "--status", "succeeded", "-o", "json")
+    )
+    assert only and all(e["connection"] == "alpha" and e["status"] == "succeeded" for e in only)
+    assert as_json(cli(server, "history", "-c", "nope", "-o", "json")) == []
+    assert cli(server, "history", "--status", "weird").returncode == 2
