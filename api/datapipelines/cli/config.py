@@ -32,7 +32,9 @@ def find_key_file(start: Path) -> Path | None:
 def resolve(url: str, key: str | None, *, key_from_env: bool, cwd: Path | None = None) -> Target:
     """The API URL and key: `--key` (or the environment, which typer reads into it), else the
     demo's key file when run from inside the repository."""
-    url = url.rstrip("/") or DEFAULT_URL
+    url = url.strip().rstrip("/") or DEFAULT_URL
+    if "://" not in url:  # `localhost:8081`, as people type it
+        url = f"http://{url}"
     if key:
         # the server's own variable may hold several keys (rotation): send the first
         first = key.split(",")[0].strip()

@@ -311,6 +311,10 @@ def test_key_resolution(tmp_path: Path) -> None:
         "$DATAPIPELINES_API_KEY",
     )
     assert resolve("http://h:1", None, key_from_env=False, cwd=tmp_path).key is None
+    assert resolve("localhost:8081/", None, key_from_env=False, cwd=tmp_path).url == (
+        "http://localhost:8081"
+    )
+    assert resolve("https://dp.example", None, key_from_env=False).url == "https://dp.example"
 
 
 # --- a terminal ---------------------------------------------------------------------------------
