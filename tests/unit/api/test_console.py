@@ -362,3 +362,16 @@ async def test_the_connections_page_links_its_pages(
         'data-connection="bulk-119"' in second.text
         and 'data-connection="bulk-000"' not in second.text
     )
+
+
+def test_a_cancelled_last_run_is_shown_as_such_and_is_no_failure() -> None:
+    conn = status(last_run_success=False, last_run_error="cancelled: terminated by signal 15")
+    row = views.connection_row(
+        conn, time_zone=None, active=None, last_rows=0, last_phase="Cancelled"
+    )
+    assert row.health == views.Health.OK
+    assert row.last_phase == "Cancelled"
+    failed = views.connection_row(
+        conn, time_zone=None, active=None, last_rows=0, last_phase="Failed"
+    )
+    assert failed.health == views.Health.FAILING

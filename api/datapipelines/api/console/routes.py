@@ -318,12 +318,17 @@ async def _rows(store: PipelineStore, user: SignedIn) -> list[views.ConnectionRo
         active_runs = catalog.active_runs(key)
         active = mapping.task_status_of_run(active_runs[0]) if active_runs else None
         last = catalog.last_finished(key)
-        last_rows = None
+        last_rows = last_phase = None
         if last is not None and last.name == status.last_run_id:
             last_rows = mapping.run_result(last).rows_inserted
+            last_phase = mapping.phase_name(last)
         rows.append(
             views.connection_row(
-                status, time_zone=conn.time_zone, active=active, last_rows=last_rows
+                status,
+                time_zone=conn.time_zone,
+                active=active,
+                last_rows=last_rows,
+                last_phase=last_phase,
             )
         )
     return rows

@@ -46,6 +46,7 @@ class ConnectionRow:
     last_run_at: str | None
     last_run_id: str | None
     last_success: bool | None
+    last_phase: str | None  # Succeeded, Failed or Cancelled, when the run is still known
     last_error: str | None
     last_duration: str | None
     last_rows: int | None
@@ -83,14 +84,16 @@ def progress_text(task: TaskStatusOut | None) -> str | None:
     return " · ".join(parts) or None
 
 
-def health_of(conn: ConnectionStatusOut, active: TaskStatusOut | None) -> Health:
+def health_of(
+    conn: ConnectionStatusOut, active: TaskStatusOut | None, last_phase: str | None = None
+) -> Health:
     if active is not None:
         return Health.RUNNING
     if not conn.enabled:
         return Health.DISABLED
     if conn.ready is False:
         return Health.NOT_READY
-    if conn.last_run_success is False:
+    if conn.last_run_success is False and last_phase != "Cancelled":  # a cancel is no failure
         return Health.FAILING
     if conn.last_run_success is None:
         return Health.NEVER_RAN
@@ -103,6 +106,7 @@ def connection_row(
     time_zone: str | None,
     active: TaskStatusOut | None,
     last_rows: int | None,
+    last_phase: str | None = None,
     now: datetime | None = None,
 ) -> ConnectionRow:
     """The row of one connection; its next tick only when `now` is given (a cron evaluation:
@@ -115,10 +119,11 @@ def connection_row(
         schedule=conn.schedule,
         time_zone=time_zone,
         next_tick=None,
-        health=health_of(conn, active),
+        health=health_of(conn, active, last_phase),
         last_run_at=conn.last_run_at,
         last_run_id=conn.last_run_id,
         last_success=conn.last_run_success,
+        last_phase=last_phase,
         last_error=conn.last_run_error,
         last_duration=duration_text(conn.last_run_duration_ms),
         last_rows=last_rows,
