@@ -344,3 +344,20 @@ def test_one_release_name_in_two_namespaces_shares_no_cluster_role(helm: Path) -
         kinds = ("ClusterRole", "ClusterRoleBinding")
         names.append({d["metadata"]["name"] for d in docs if d["kind"] in kinds})
     assert names[0] and not names[0] & names[1], names[0] & names[1]
+
+
+def test_service_account_annotations(helm: Path) -> None:
+    docs = render(
+        helm,
+        "serviceAccount.operatorAnnotations.eks\\.amazonaws\\.com/role-arn=arn:op",
+        "serviceAccount.apiAnnotations.team=api",
+        "runner.serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account=runner@p",
+    )
+    by_component = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d.get("metadata", {})
+        for d in by_kind(docs, "ServiceAccount")
+    }
+    assert by_component["operator"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:op"}
+    assert by_component["api"]["annotations"] == {"team": "api"}
+    assert by_component["runner"]["annotations"] == {"iam.gke.io/gcp-service-account": "runner@p"}
+    assert "annotations" not in by_kind(render(helm), "ServiceAccount")[0]["metadata"]
