@@ -361,3 +361,39 @@ def test_service_account_annotations(helm: Path) -> None:
     assert by_component["api"]["annotations"] == {"team": "api"}
     assert by_component["runner"]["annotations"] == {"iam.gke.io/gcp-service-account": "runner@p"}
     assert "annotations" not in by_kind(render(helm), "ServiceAccount")[0]["metadata"]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Refuses a mapping that holds a key twice (yamllint and go-yaml v3 do)."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    twice = {k for k in keys if keys.count(k) > 1}
+    assert not twice, f"duplicate keys {twice} at line {node.start_mark.line + 1}"
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        (),
+        ("singleNamespace=false", "operator.replicas=2", "networkPolicy.enabled=true"),
+        (
+            "operator.shards[0].name=a",
+            "operator.shards[0].selector=x=a",
+            "api.ingress.enabled=true",
+        ),
+        ("api.keysSecret=k", "api.kubernetesAuth.enabled=true", "history.existingSecret=h"),
+    ],
+)
+def test_every_manifest_parses_strictly(helm: Path, sets: tuple[str, ...]) -> None:
+    args = [str(helm), "template", "rel", str(CHART), "--namespace", "dp"]
+    for item in sets:
+        args += ["--set", item]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+    docs = [d for d in yaml.load_all(out, Loader=_StrictLoader) if d]
+    assert docs

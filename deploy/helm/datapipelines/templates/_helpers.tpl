@@ -34,6 +34,17 @@ app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* Labels of a component's pods: the common labels and its selector labels, each key once
+(a key written twice is refused by strict YAML parsers):
+include "datapipelines.podLabels" (dict "ctx" . "component" "api"). */}}
+{{- define "datapipelines.podLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: datapipelines
+{{ include "datapipelines.selectorLabels" . }}
+{{- end -}}
+
 {{- define "datapipelines.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
