@@ -397,3 +397,16 @@ def test_every_manifest_parses_strictly(helm: Path, sets: tuple[str, ...]) -> No
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
     docs = [d for d in yaml.load_all(out, Loader=_StrictLoader) if d]
     assert docs
+
+
+def test_two_shards_of_one_name_are_refused(helm: Path) -> None:
+    args = [str(helm), "template", "rel", str(CHART), "--namespace", "dp"]
+    for i in (0, 1):
+        args += [
+            "--set",
+            f"operator.shards[{i}].name=a",
+            "--set",
+            f"operator.shards[{i}].selector=s={i}",
+        ]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and 'the name "a" is used twice' in proc.stderr
