@@ -22,6 +22,7 @@ import kopf
 from aiohttp import web
 
 from datapipelines.resources import memory
+from datapipelines.resources.logformat import JsonFormatter, TextFormatter
 
 from . import registration
 from .config import Settings
@@ -37,7 +38,12 @@ def _configure_logging(settings: Settings) -> None:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
         log_refkey="k8s" if settings.log_format == "json" else None,
     )
-    logging.getLogger().setLevel(level)
+    root = logging.getLogger()
+    root.setLevel(level)
+    # kopf's handler, with the project's one log schema (kopf's own JSON has other field names)
+    formatter = JsonFormatter() if settings.log_format == "json" else TextFormatter()
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
     for noisy in ("aiohttp.access", "kubernetes_asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     registration.quiet_kopf_logs(level)

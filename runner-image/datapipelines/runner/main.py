@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
@@ -25,6 +24,8 @@ import time
 import traceback
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
+
+from datapipelines.resources.logformat import JsonFormatter, TextFormatter
 
 from . import dltenv, httpretry, oauth2, secrets
 from .errors import EXIT_OK, ConfigError, Failure, classify, one_line
@@ -39,30 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("datapipelines.runner")
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        body = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": secrets.redact(record.getMessage()),
-        }
-        if record.exc_info:
-            body["exc"] = secrets.redact(self.formatException(record.exc_info))
-        return json.dumps(body, ensure_ascii=False)
-
-
-class _TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return secrets.redact(super().format(record))
-
-
 def setup_logging(fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    formatter = JsonFormatter if fmt == "json" else TextFormatter
+    handler.setFormatter(formatter(redact=secrets.redact))  # the project's one log schema
     handler._datapipelines = True  # type: ignore[attr-defined]
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not getattr(h, "_datapipelines", False)]

@@ -141,4 +141,4 @@ def test_cli_wrong_password_never_prints_it(
     assert "Wr0ng-Passw0rd" not in outcome.output
     assert "Wr0ng-Passw0rd" not in json.dumps(outcome.result)
     last = json.loads(outcome.output.strip().splitlines()[-1])
-    assert last["level"] == "error" and last["message"] == outcome.result["error"]
+    assert last["level"] == "error" and last["msg"] == outcome.result["error"]
