@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console, RenderableType
 from rich.rule import Rule
 from rich.text import Text
@@ -41,12 +42,33 @@ PIPE_WIDTH = 200
 class Output(StrEnum):
     table = "table"
     json = "json"
+    yaml = "yaml"
+    name = "name"
 
 
 OutputOpt = Annotated[
     Output,
-    typer.Option("--output", "-o", help="table (for people) or json (for scripts)."),
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (for people), json or yaml (the API's body, for scripts), name (ids only).",
+    ),
 ]
+ID_FIELDS = ("task_id", "run_id", "name")  # what `-o name` prints of an item, first found
+
+
+def ids_of(data: Any) -> list[str]:
+    """What `-o name` prints: each item's id (connection name, task or run id)."""
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            found = next((item[k] for k in ID_FIELDS if item.get(k)), None)
+            if found is not None:
+                out.append(str(found))
+    return out
+
+
 ConnectionArg = Annotated[str, typer.Argument(metavar="NAME", help="A connection's name.")]
 TaskArg = Annotated[
     str, typer.Argument(metavar="TASK_ID", help="A run id or a batch id (the task_id).")
@@ -90,8 +112,14 @@ class State:
     err: Console
 
     def emit(self, output: Output, data: Any, tables: Callable[[], list[RenderableType]]) -> None:
-        if output is Output.json:
-            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        if output is not Output.table:
+            if output is Output.json:
+                text = json.dumps(data, indent=2) + "\n"
+            elif output is Output.yaml:
+                text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+            else:
+                text = "".join(f"{i}\n" for i in ids_of(data))
+            sys.stdout.write(text)
             sys.stdout.flush()
             return
         for renderable in tables():
@@ -384,7 +412,7 @@ def logs_cmd(
     """The log of a run's pod while its Job exists, else the run's report."""
     st = _state(ctx)
     body = st.client.run_logs(run_id, tail_lines=tail)
-    if output is Output.json:
+    if output is not Output.table:
         st.emit(output, body, lambda: [])
         return
     notes = {

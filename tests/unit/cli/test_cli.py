@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pexpect
 import pytest
+import yaml
 
 from datapipelines.api.main import create_app
 from datapipelines.api.podlogs import PodLog
@@ -299,7 +300,7 @@ def test_bad_usage_exits_2(server: AsgiServer) -> None:
     proc = cli(server, "run", "alpha", "--report")
     assert proc.returncode == 2 and "--report needs --wait" in proc.stderr
     assert cli(server, "history", "--limit", "0").returncode == 2
-    assert cli(server, "connections", "-o", "yaml").returncode == 2
+    assert cli(server, "connections", "-o", "xml").returncode == 2
 
 
 def test_key_resolution(tmp_path: Path) -> None:
@@ -442,3 +443,15 @@ def test_history_filters_by_connection_and_status(server: AsgiServer) -> None:
     assert only and all(e["connection"] == "alpha" and e["status"] == "succeeded" for e in only)
     assert as_json(cli(server, "history", "-c", "nope", "-o", "json")) == []
     assert cli(server, "history", "--status", "weird").returncode == 2
+
+
+def test_yaml_and_name_outputs(server: AsgiServer) -> None:
+    as_yaml = cli(server, "connections", "-o", "yaml")
+    assert as_yaml.returncode == 0
+    assert yaml.safe_load(as_yaml.stdout) == as_json(cli(server, "connections", "-o", "json"))
+    names = cli(server, "connections", "-o", "name")
+    assert names.stdout.split() == ["alpha", "beta", "gamma"]
+    started = cli(server, "run", "gamma", "-o", "name")
+    assert started.returncode == 0 and started.stdout.strip().startswith("gamma-")
+    history = cli(server, "history", "-o", "name").stdout.split()
+    assert "alpha-old" in history
