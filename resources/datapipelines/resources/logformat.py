@@ -5,7 +5,7 @@
 UTC with milliseconds; the record's extra fields as they were given (`namespace`, `connection`,
 `run`, `request_id`, …); `exc` for a traceback. kopf's object reference becomes `namespace` and
 `object`. The text format is the same fields on one line for a person:
-`<time> <LEVEL> <logger>: <msg> key=value …`. A component that handles secrets passes `redact`,
+`<ts> <LEVEL> <logger>: <msg> key=value …`. A component that handles secrets passes `redact`,
 applied to the message, the traceback and every string field.
 """
 
@@ -76,11 +76,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """`<ts> <LEVEL> <logger>: <msg> key=value …`, `ts` as in the JSON lines."""
+
     def __init__(self, redact: Redact = _same) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        super().__init__()
         self.redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = f"{timestamp(record.created)} {record.levelname} {record.name}: "
+        line += record.getMessage()
         extras = " ".join(f"{k}={v}" for k, v in extra_fields(record, self.redact).items())
-        return self.redact(f"{line} {extras}" if extras else line)
+        if extras:
+            line = f"{line} {extras}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return self.redact(line)

@@ -45,10 +45,10 @@ WATCHED = ("jobs", RUN_PLURAL, "pipelineconnections", "events", "leases")
 
 
 def log_time(log: str, needle: str) -> datetime:
-    """When the operator logged the first line containing ``needle`` (its text log format
-    starts each line with the local time: ``[2026-01-01 10:00:00,123] …``)."""
+    """When the operator logged the first line containing ``needle`` (its text log lines
+    start with the time in UTC: ``2026-01-01T10:00:00.123Z INFO …``)."""
     line = next(line for line in log.splitlines() if needle in line)
-    return datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").astimezone()
+    return datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
 
 
 def owner_of_phase(run: dict[str, Any]) -> str | None:
