@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
@@ -68,15 +67,6 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 PodLogsDep = Annotated[PodLogSource | None, Depends(get_pod_logs)]
 
 
-def key_matches(presented: str, accepted: list[str]) -> bool:
-    """Constant-time check against every accepted key (no early exit, no length shortcut)."""
-    given = presented.encode()
-    matched = False
-    for key in accepted:
-        matched |= hmac.compare_digest(given, key.encode())
-    return matched
-
-
 def _unauthorized(detail: str, scheme: str = "APIKey") -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": scheme}
@@ -119,7 +109,9 @@ def bearer_token(header: str | None) -> str | None:
     if not header:
         return None
     scheme, _, token = header.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 async def authenticate_request(

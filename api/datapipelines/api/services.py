@@ -358,6 +358,11 @@ async def run_selected(store: PipelineStore, *, caller: Caller) -> BatchStartedO
     )
 
 
+async def visible_run(store: PipelineStore, run_id: str, *, caller: Caller) -> PipelineRun | None:
+    """The run `run_id` among the namespaces the caller sees (None: unknown to it)."""
+    return store.run(run_id, await _seen(caller, store.catalog.run_keys_named(run_id)))
+
+
 @dataclass
 class _Task:
     run: PipelineRun | None = None
@@ -367,13 +372,11 @@ class _Task:
 async def _find_task(store: PipelineStore, caller: Caller, task_id: str, verb: Verb) -> _Task:
     """The run or batch `task_id` among those the caller sees (404 otherwise); 403 unless it
     may `verb` it (a batch: in each of its namespaces it sees)."""
-    catalog = store.catalog
-    seen = await _seen(caller, catalog.run_keys_named(task_id))
-    run = store.run(task_id, seen)
+    run = await visible_run(store, task_id, caller=caller)
     if run is not None:
         await caller.require(verb, run.namespace, task_id=task_id)
         return _Task(run=run)
-    batches = store.batches(task_id, await _seen(caller, catalog.batch_keys_named(task_id)))
+    batches = store.batches(task_id, await _seen(caller, store.catalog.batch_keys_named(task_id)))
     if batches:
         for batch in batches:
             await caller.require(verb, batch.metadata.namespace, task_id=task_id)
@@ -492,7 +495,7 @@ async def run_logs(
 ) -> RunLogsOut:
     """The log of the run's newest pod while it exists (its Job is kept for
     DATAPIPELINES_JOB_TTL_SECONDS after the end), else the run's report."""
-    run = store.run(run_id, await _seen(caller, store.catalog.run_keys_named(run_id)))
+    run = await visible_run(store, run_id, caller=caller)
     if run is not None:
         await caller.require(Verb.READ, run.namespace, run_id=run_id)
     if run is None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,17 @@ def patch_status(ns: str, kind: str, name: str, status: dict[str, Any]) -> None:
         "-p",
         json.dumps({"status": status}),
     )
+
+
+@contextmanager
+def serving(server: ApiServer) -> Iterator[ApiServer]:
+    """The API process started and healthy; stopped when the block ends."""
+    server.start()
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()
 
 
 class ApiServer(Process):

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.api.apikit import API_KEY, OLD_API_KEY, ApiServer
+from tests.integration.api.apikit import API_KEY, OLD_API_KEY, ApiServer, serving
 from tests.support.kube import create_namespace, delete_namespace
 
 
@@ -20,10 +20,5 @@ def namespace(crds: None) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def api(namespace: str) -> Iterator[ApiServer]:
     """The API as a real process (the console script) serving `namespace`."""
-    server = ApiServer(namespace, key=f"{API_KEY},{OLD_API_KEY}")
-    server.start()
-    try:
-        server.wait_healthy()
+    with serving(ApiServer(namespace, key=f"{API_KEY},{OLD_API_KEY}")) as server:
         yield server
-    finally:
-        server.stop()

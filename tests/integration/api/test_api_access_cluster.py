@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from tests.integration.api.apikit import API_KEY, ApiServer
+from tests.integration.api.apikit import API_KEY, ApiServer, serving
 from tests.support.chart import render_chart
 from tests.support.cluster import kubectl
 from tests.support.kube import connection, create_namespace, delete_namespace, kubectl_apply
@@ -73,21 +73,13 @@ def api(teams: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
             }
         )
     )
-    server = ApiServer(
-        f"{a},{b}",
-        key=API_KEY,
-        extra={
-            "DATAPIPELINES_API_KEYS_FILE": str(keys),
-            "DATAPIPELINES_KUBERNETES_AUTH": "true",
-            "DATAPIPELINES_KUBERNETES_AUTH_CACHE_SECONDS": "0",
-        },
-    )
-    server.start()
-    try:
-        server.wait_healthy()
+    extra = {
+        "DATAPIPELINES_API_KEYS_FILE": str(keys),
+        "DATAPIPELINES_KUBERNETES_AUTH": "true",
+        "DATAPIPELINES_KUBERNETES_AUTH_CACHE_SECONDS": "0",
+    }
+    with serving(ApiServer(f"{a},{b}", key=API_KEY, extra=extra)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def token(ns: str, account: str) -> str:

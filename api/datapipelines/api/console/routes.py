@@ -32,7 +32,7 @@ from datapipelines.api.console.session import (
     derive_secret,
     same_token,
 )
-from datapipelines.api.deps import NOT_CONFIGURED, Gate
+from datapipelines.api.deps import NOT_CONFIGURED, ArchiveDep, Gate, PodLogsDep, StoreDep
 from datapipelines.api.errors import ApiError
 from datapipelines.api.keyring import sha256
 from datapipelines.api.settings import Settings
@@ -116,11 +116,6 @@ def _gate(request: Request) -> Gate:
     return gate
 
 
-def _store(request: Request) -> PipelineStore:
-    store: PipelineStore = request.app.state.store
-    return store
-
-
 async def signed_in(request: Request) -> SignedIn:
     """The caller of the session cookie: a key the API still accepts."""
     session = _console(request).session(request.cookies.get(COOKIE))
@@ -185,10 +180,6 @@ def _check_csrf(user: SignedIn, token: str | None) -> None:
 
 class _CsrfRefused(Exception):
     pass
-
-
-def _ready(store: PipelineStore) -> None:
-    store.ensure_ready()
 
 
 # --- signing in and out ----------------------------------------------------------------------
@@ -272,13 +263,13 @@ async def logout(
 async def connections_page(
     request: Request,
     user: SignedInDep,
+    store: StoreDep,
     q: str = "",
     health: str = "all",
     page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
-    store = _store(request)
     try:
-        _ready(store)
+        store.ensure_ready()
         rows = await _rows(store, user)
     except ApiError as exc:
         return error_page(request, exc, user)
@@ -336,11 +327,10 @@ async def _rows(store: PipelineStore, user: SignedIn) -> list[views.ConnectionRo
 
 @router.get("/connections/{namespace}/{name}")
 async def connection_page(
-    request: Request, user: SignedInDep, namespace: str, name: str
+    request: Request, user: SignedInDep, store: StoreDep, namespace: str, name: str
 ) -> Response:
-    store = _store(request)
     try:
-        _ready(store)
+        store.ensure_ready()
         conn = await services.get_connection(store, name, caller=user.caller, namespace=namespace)
         manifest = await store.connection_manifest(namespace, name) or {}
     except ApiError as exc:
@@ -371,11 +361,11 @@ async def connection_page(
 
 
 @router.get("/tasks/{task_id}")
-async def task_page(request: Request, user: SignedInDep, task_id: str) -> Response:
-    store = _store(request)
-    pod_logs = request.app.state.pod_logs
+async def task_page(
+    request: Request, user: SignedInDep, store: StoreDep, pod_logs: PodLogsDep, task_id: str
+) -> Response:
     try:
-        _ready(store)
+        store.ensure_ready()
         task = await services.task_status_with_report(store, task_id, caller=user.caller)
         if task.kind == "batch":
             return page(request, "batch.html", {"page": "task", "task": task}, user=user)
@@ -384,18 +374,14 @@ async def task_page(request: Request, user: SignedInDep, task_id: str) -> Respon
         )
     except ApiError as exc:
         return error_page(request, exc, user)
-    namespace = ""
-    for ns, _ in store.catalog.run_keys_named(task_id):
-        if await user.caller.sees(ns):
-            namespace = ns
-            break
+    run = await services.visible_run(store, task_id, caller=user.caller)
     return page(
         request,
         "run.html",
         {
             "page": "task",
             "task": task,
-            "namespace": namespace,
+            "namespace": run.namespace if run else "",
             "tables": views.table_progress(task),
             "duration": views.duration_text(task.result.duration_ms) if task.result else None,
             "logs": logs.text,
@@ -413,16 +399,17 @@ async def task_page(request: Request, user: SignedInDep, task_id: str) -> Respon
 async def history_page(
     request: Request,
     user: SignedInDep,
+    store: StoreDep,
+    archive: ArchiveDep,
     connection: str = "",
     status: str = "",
     since: str = "",
     page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
-    store = _store(request)
     try:
-        _ready(store)
+        store.ensure_ready()
         entries, archive_ok = await services.history(
-            store, request.app.state.archive, HISTORY_LIMIT, caller=user.caller
+            store, archive, HISTORY_LIMIT, caller=user.caller
         )
     except ApiError as exc:
         return error_page(request, exc, user)
@@ -460,14 +447,14 @@ async def history_page(
 async def run_action(
     request: Request,
     user: SignedInDep,
+    store: StoreDep,
     namespace: str,
     name: str,
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     _check_csrf(user, csrf)
-    store = _store(request)
     try:
-        _ready(store)
+        store.ensure_ready()
         run = await services.start_run(
             store, name, caller=user.caller, trigger="api", namespace=namespace
         )
@@ -478,12 +465,11 @@ async def run_action(
 
 @router.post("/run_selected")
 async def run_selected_action(
-    request: Request, user: SignedInDep, csrf: Annotated[str, Form()] = ""
+    request: Request, user: SignedInDep, store: StoreDep, csrf: Annotated[str, Form()] = ""
 ) -> Response:
     _check_csrf(user, csrf)
-    store = _store(request)
     try:
-        _ready(store)
+        store.ensure_ready()
         batch = await services.run_selected(store, caller=user.caller)
     except ApiError as exc:
         return error_page(request, exc, user)
@@ -492,12 +478,15 @@ async def run_selected_action(
 
 @router.post("/tasks/{task_id}/cancel")
 async def cancel_action(
-    request: Request, user: SignedInDep, task_id: str, csrf: Annotated[str, Form()] = ""
+    request: Request,
+    user: SignedInDep,
+    store: StoreDep,
+    task_id: str,
+    csrf: Annotated[str, Form()] = "",
 ) -> Response:
     _check_csrf(user, csrf)
-    store = _store(request)
     try:
-        _ready(store)
+        store.ensure_ready()
         await services.cancel_task(store, task_id, caller=user.caller)
     except ApiError as exc:
         return error_page(request, exc, user, back=f"/ui/tasks/{task_id}")
@@ -508,7 +497,7 @@ async def cancel_action(
 
 
 @router.get("/events")
-async def events(request: Request, user: SignedInDep) -> Response:
+async def events(request: Request, user: SignedInDep, store: StoreDep) -> Response:
     """`change` each time the catalog changed (at most one a second), a comment every 15 s,
     `signout` when the session ends; at most STREAMS_PER_SESSION at once per session."""
     console = _console(request)
@@ -521,7 +510,6 @@ async def events(request: Request, user: SignedInDep) -> Response:
             media_type="text/plain",
         )
     console.streams[slot] = console.streams.get(slot, 0) + 1
-    store = _store(request)
     gate = _gate(request)
 
     async def stream() -> AsyncIterator[str]:
