@@ -63,24 +63,41 @@ class BatchSpec(K8sModel):
 
 
 class BatchRunRef(K8sModel):
-    connection: str
-    run_name: str
-    phase: RunPhase | None = None
+    """The run the batch made for one of its connections."""
+
+    connection: str = Field(description="The connection (an entry of spec.connections).")
+    run_name: str = Field(description="The PipelineRun the batch created for it.")
+    phase: RunPhase | None = Field(
+        default=None,
+        description="The run's phase as last seen (unset until it has one); a run deleted "
+        "before it ended counts as Failed.",
+    )
 
 
 class BatchStatus(K8sModel):
     """Observed state of a batch (written by the operator only)."""
 
-    state: BatchState | None = None
+    state: BatchState | None = Field(
+        default=None,
+        description="running, finished (every connection's run ended) or cancelled "
+        "(spec.cancelRequested, no run left going); unset or queued until the batch starts.",
+    )
     current: str | None = Field(default=None, description="Connection being run.")
     completed: list[str] = Field(
         default_factory=list, description="Connections whose run ended (any outcome), in order."
     )
-    runs: list[BatchRunRef] = Field(default_factory=list)
+    runs: list[BatchRunRef] = Field(
+        default_factory=list,
+        description="The run made for each connection started so far, in spec.connections order.",
+    )
     started_at: datetime | None = Field(default=None, description="When the batch started.")
     finished_at: datetime | None = Field(default=None, description="When the batch ended.")
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS)
-    observed_generation: int | None = Field(default=None, json_schema_extra=crd(format="int64"))
+    observed_generation: int | None = Field(
+        default=None,
+        description="The metadata.generation the operator last reconciled.",
+        json_schema_extra=crd(format="int64"),
+    )
 
 
 class PipelineBatch(K8sModel):

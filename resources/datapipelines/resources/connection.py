@@ -270,7 +270,12 @@ class RestApiSource(K8sModel):
 class SqlIncremental(K8sModel):
     """Optional incremental loading by a cursor column."""
 
-    cursor_column: str = Field(min_length=1, max_length=255)
+    cursor_column: str = Field(
+        min_length=1,
+        max_length=255,
+        description="Column that grows with new or changed rows (e.g. updated_at): each run "
+        "loads only rows whose value is at or past the last one loaded.",
+    )
     initial_value: int | str | None = Field(
         default=None, description="Cursor value of the first run (default: load everything)."
     )
@@ -330,37 +335,80 @@ class SqlDatabaseSource(K8sModel):
 
 
 class ClaimVolume(K8sModel):
-    claim_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN)
-    read_only: bool | None = None
+    """A PersistentVolumeClaim in the connection's namespace (core/v1)."""
+
+    claim_name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="The claim (same namespace)."
+    )
+    read_only: bool | None = Field(default=None, description="Mount the claim read-only.")
 
 
 class EmptyDirVolume(K8sModel):
-    medium: str | None = Field(default=None, max_length=16)
-    size_limit: int | str | None = Field(default=None, json_schema_extra=crd(pattern=QUANTITY))
+    """A directory that lives and dies with the pod (core/v1)."""
+
+    medium: str | None = Field(
+        default=None,
+        max_length=16,
+        description="Storage medium: unset for the node's disk, Memory for a tmpfs.",
+    )
+    size_limit: int | str | None = Field(
+        default=None,
+        description="Most the directory may hold, a quantity (e.g. 1Gi); unset: no limit.",
+        json_schema_extra=crd(pattern=QUANTITY),
+    )
 
 
 class ConfigMapVolume(K8sModel):
-    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN)
-    optional: bool | None = None
+    """A ConfigMap's keys as files (core/v1)."""
+
+    name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="The ConfigMap (same namespace)."
+    )
+    optional: bool | None = Field(
+        default=None, description="Start the pod even if the ConfigMap does not exist."
+    )
 
 
 class HostPathVolume(K8sModel):
-    path: str = Field(min_length=1, max_length=1024, pattern=r"^/")
-    type: str | None = Field(default=None, max_length=32)
+    """A directory or file of the node (core/v1)."""
+
+    path: str = Field(
+        min_length=1, max_length=1024, pattern=r"^/", description="Absolute path on the node."
+    )
+    type: str | None = Field(
+        default=None,
+        max_length=32,
+        description="core/v1 HostPathType check (e.g. Directory, DirectoryOrCreate, File); "
+        "unset: no check.",
+    )
 
 
 class NfsVolume(K8sModel):
-    server: str = Field(min_length=1, max_length=253)
-    path: str = Field(min_length=1, max_length=1024)
-    read_only: bool | None = None
+    """An NFS export (core/v1)."""
+
+    server: str = Field(
+        min_length=1, max_length=253, description="Host name or IP address of the NFS server."
+    )
+    path: str = Field(min_length=1, max_length=1024, description="Path the server exports.")
+    read_only: bool | None = Field(default=None, description="Mount the export read-only.")
 
 
 class CsiVolume(K8sModel):
-    driver: str = Field(min_length=1, max_length=253)
-    read_only: bool | None = None
-    fs_type: str | None = Field(default=None, max_length=32)
+    """An inline (ephemeral) volume of a CSI driver (core/v1)."""
+
+    driver: str = Field(
+        min_length=1, max_length=253, description="Name of the CSI driver on the cluster."
+    )
+    read_only: bool | None = Field(default=None, description="Mount the volume read-only.")
+    fs_type: str | None = Field(
+        default=None,
+        max_length=32,
+        description="File system type (e.g. ext4), passed to the driver; unset: its default.",
+    )
     volume_attributes: dict[str, str] | None = Field(
-        default=None, json_schema_extra=crd(maxProperties=32)
+        default=None,
+        description="Driver-specific settings (at most 32 keys).",
+        json_schema_extra=crd(maxProperties=32),
     )
 
 
@@ -389,12 +437,22 @@ class VolumeSource(K8sModel):
         )
     }
 
-    persistent_volume_claim: ClaimVolume | None = None
-    empty_dir: EmptyDirVolume | None = None
-    config_map: ConfigMapVolume | None = None
-    host_path: HostPathVolume | None = None
-    nfs: NfsVolume | None = None
-    csi: CsiVolume | None = None
+    persistent_volume_claim: ClaimVolume | None = Field(
+        default=None, description="A PersistentVolumeClaim in the connection's namespace."
+    )
+    empty_dir: EmptyDirVolume | None = Field(
+        default=None, description="A directory that lives and dies with the pod."
+    )
+    config_map: ConfigMapVolume | None = Field(
+        default=None, description="A ConfigMap's keys as files."
+    )
+    host_path: HostPathVolume | None = Field(
+        default=None, description="A directory or file of the node."
+    )
+    nfs: NfsVolume | None = Field(default=None, description="An NFS export.")
+    csi: CsiVolume | None = Field(
+        default=None, description="An inline (ephemeral) volume of a CSI driver."
+    )
 
     @property
     def kind(self) -> str:
@@ -446,9 +504,21 @@ class FilesystemSource(K8sModel):
         max_length=2048,
         description="file:///path, a plain absolute path, or a bucket URL.",
     )
-    file_glob: str = Field(default="*", max_length=1024)
-    format: FileFormat = FileFormat.CSV
-    table_name: str = Field(default="files", pattern=SQL_IDENTIFIER)
+    file_glob: str = Field(
+        default="*",
+        max_length=1024,
+        description="Files to read under bucketUrl, a glob (e.g. **/*.csv for subdirectories "
+        "too). Unless writeDisposition is replace, a run reads only new or modified files.",
+    )
+    format: FileFormat = Field(
+        default=FileFormat.CSV,
+        description="Format of every file matched: csv (with a header row), jsonl or parquet.",
+    )
+    table_name: str = Field(
+        default="files",
+        pattern=SQL_IDENTIFIER,
+        description="Destination table the rows of all the files go to.",
+    )
     volume: VolumeSource | None = Field(
         default=None,
         description="Optional volume mounted read-only at the bucket path.",
@@ -604,13 +674,18 @@ class DuckDbDestination(K8sModel):
 class PostgresDestination(K8sModel):
     """A PostgreSQL database; the schema is the connection's schemaName."""
 
-    host: str = Field(min_length=1, max_length=253)
-    port: int = Field(default=5432, ge=1, le=65535)
-    database: str = Field(min_length=1, max_length=63)
-    username: str = Field(min_length=1, max_length=63)
+    host: str = Field(min_length=1, max_length=253, description="Host name or IP of the server.")
+    port: int = Field(default=5432, ge=1, le=65535, description="TCP port of the server.")
+    database: str = Field(min_length=1, max_length=63, description="The database to load into.")
+    username: str = Field(min_length=1, max_length=63, description="The role to connect as.")
     password_secret_ref: SecretRef = Field(description=f"Password of username. {SecretRef.__doc__}")
-    ssl_mode: SslMode = SslMode.PREFER
-    connect_timeout_seconds: int = Field(default=10, ge=1, le=300)
+    ssl_mode: SslMode = Field(
+        default=SslMode.PREFER,
+        description="libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full.",
+    )
+    connect_timeout_seconds: int = Field(
+        default=10, ge=1, le=300, description="Seconds to wait for a connection to the server."
+    )
 
 
 class Destination(K8sModel):
@@ -644,7 +719,11 @@ class Destination(K8sModel):
         )
     }
 
-    type: DestinationType = DestinationType.DUCKDB
+    type: DestinationType = Field(
+        default=DestinationType.DUCKDB,
+        description="Destination kind: duckdb or postgres; only the matching sub-object may be "
+        "set (postgres requires it).",
+    )
     duckdb: DuckDbDestination | None = None
     postgres: PostgresDestination | None = None
 
@@ -664,20 +743,40 @@ class Destination(K8sModel):
 
 
 class KeySelector(K8sModel):
-    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN)
-    key: str = Field(max_length=253, pattern=SECRET_KEY)
-    optional: bool | None = None
+    """One key of a Secret or ConfigMap in the connection's namespace (core/v1)."""
+
+    name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="The object's name (same namespace)."
+    )
+    key: str = Field(max_length=253, pattern=SECRET_KEY, description="The key to read.")
+    optional: bool | None = Field(
+        default=None, description="Start the container even if the object or key is missing."
+    )
 
 
 class FieldSelector(K8sModel):
-    field_path: str = Field(max_length=256)
-    api_version: str | None = Field(default=None, max_length=64)
+    """A field of the runner pod (core/v1 ObjectFieldSelector)."""
+
+    field_path: str = Field(
+        max_length=256, description="Path of the field, e.g. metadata.name or spec.nodeName."
+    )
+    api_version: str | None = Field(
+        default=None, max_length=64, description="Version the path is in (default v1)."
+    )
 
 
 class ResourceFieldSelector(K8sModel):
-    resource: str = Field(max_length=64)
-    container_name: str | None = Field(default=None, max_length=63)
-    divisor: int | str | None = None
+    """A resource request or limit of a container (core/v1)."""
+
+    resource: str = Field(
+        max_length=64, description="The resource, e.g. limits.cpu or requests.memory."
+    )
+    container_name: str | None = Field(
+        default=None, max_length=63, description="The container (default: the runner's own)."
+    )
+    divisor: int | str | None = Field(
+        default=None, description="Unit the value is expressed in (a quantity, default 1)."
+    )
 
 
 class EnvVarSource(K8sModel):
@@ -698,13 +797,23 @@ class EnvVarSource(K8sModel):
         )
     }
 
-    secret_key_ref: KeySelector | None = None
-    config_map_key_ref: KeySelector | None = None
-    field_ref: FieldSelector | None = None
-    resource_field_ref: ResourceFieldSelector | None = None
+    secret_key_ref: KeySelector | None = Field(
+        default=None,
+        description="A key of a Secret; only the Secrets the installation allows for runner.env "
+        "(credentials belong in the …SecretRef fields).",
+    )
+    config_map_key_ref: KeySelector | None = Field(
+        default=None, description="A key of a ConfigMap."
+    )
+    field_ref: FieldSelector | None = Field(default=None, description="A field of the pod.")
+    resource_field_ref: ResourceFieldSelector | None = Field(
+        default=None, description="A resource request or limit of a container."
+    )
 
 
 class EnvVar(K8sModel):
+    """An environment variable of the runner container (core/v1 EnvVar)."""
+
     model_config = {
         "json_schema_extra": crd(
             **{
@@ -733,9 +842,22 @@ class EnvVar(K8sModel):
         )
     }
 
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-    value: str | None = Field(default=None, max_length=32768)
-    value_from: EnvVarSource | None = None
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        description="Variable name; allowed: dlt's NORMALIZE__*, LOAD__*, EXTRACT__*, "
+        "DATA_WRITER__*, RUNTIME__LOG_LEVEL and RUNTIME__REQUEST_*, HTTP_PROXY, HTTPS_PROXY, "
+        "NO_PROXY, TZ and the runner's RUNNER__* switches.",
+    )
+    value: str | None = Field(
+        default=None, max_length=32768, description="The value (not together with valueFrom)."
+    )
+    value_from: EnvVarSource | None = Field(
+        default=None,
+        description="Where the value comes from (not together with value): exactly one of "
+        "secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -777,8 +899,18 @@ class ResourceRequirements(K8sModel):
         )
     }
 
-    limits: dict[str, int | str] | None = Field(default=None, json_schema_extra=_QUANTITIES)
-    requests: dict[str, int | str] | None = Field(default=None, json_schema_extra=_QUANTITIES)
+    limits: dict[str, int | str] | None = Field(
+        default=None,
+        description="Limits per resource (cpu, memory, ephemeral-storage), e.g. memory: 2Gi; "
+        "each overrides the installation's default.",
+        json_schema_extra=_QUANTITIES,
+    )
+    requests: dict[str, int | str] | None = Field(
+        default=None,
+        description="Requests per resource (cpu, memory, ephemeral-storage), e.g. cpu: 500m; "
+        "each overrides the installation's default.",
+        json_schema_extra=_QUANTITIES,
+    )
 
 
 class RunnerOverrides(K8sModel):
@@ -863,7 +995,12 @@ class ConnectionSpec(K8sModel):
         pattern=SQL_IDENTIFIER,
         description="Destination schema/dataset: a lower-case SQL identifier.",
     )
-    write_disposition: WriteDisposition = WriteDisposition.APPEND
+    write_disposition: WriteDisposition = Field(
+        default=WriteDisposition.APPEND,
+        description="How loaded rows meet a table's existing ones: append, replace (the table "
+        "gets only this run's rows) or merge (upsert on the primary key). For rest_api the "
+        "default of every resource; the SaaS types merge every table on its key.",
+    )
     source: Source
     destination: Destination = Field(default_factory=Destination)
     schema_contract: SchemaContract | None = None
@@ -986,16 +1123,32 @@ class ConnectionSpec(K8sModel):
 class ConnectionStatus(K8sModel):
     """Observed state of a connection (written by the operator only)."""
 
-    observed_generation: int | None = Field(default=None, json_schema_extra=crd(format="int64"))
+    observed_generation: int | None = Field(
+        default=None,
+        description="The metadata.generation the operator last validated.",
+        json_schema_extra=crd(format="int64"),
+    )
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS)
     last_run_at: datetime | None = Field(
         default=None, description="Start of the last finished run."
     )
-    last_run_success: bool | None = None
-    last_run_error: str | None = Field(default=None, max_length=32768)
-    last_run_duration_ms: int | None = Field(default=None, json_schema_extra=crd(format="int64"))
-    last_run_attempts: int | None = None
-    last_run_name: str | None = None
+    last_run_success: bool | None = Field(
+        default=None, description="Whether the last finished run succeeded."
+    )
+    last_run_error: str | None = Field(
+        default=None, max_length=32768, description="Error of the last finished run, if any."
+    )
+    last_run_duration_ms: int | None = Field(
+        default=None,
+        description="Duration of the last finished run, in milliseconds.",
+        json_schema_extra=crd(format="int64"),
+    )
+    last_run_attempts: int | None = Field(
+        default=None, description="Pods the last finished run tried."
+    )
+    last_run_name: str | None = Field(
+        default=None, description="Name of the last finished PipelineRun."
+    )
     last_schedule_time: datetime | None = Field(
         default=None, description="The last schedule tick that made a run."
     )

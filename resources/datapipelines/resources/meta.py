@@ -77,17 +77,28 @@ class Condition(K8sModel):
         r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
         description="Condition type, CamelCase.",
     )
-    status: ConditionStatus
+    status: ConditionStatus = Field(
+        description="Whether the condition holds: True, False or Unknown (not decided yet)."
+    )
     reason: str = Field(
         min_length=1,
         max_length=1024,
         pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
         description="CamelCase reason.",
     )
-    message: str = Field(default="", max_length=32768)
-    last_transition_time: datetime
+    message: str = Field(
+        default="",
+        max_length=32768,
+        description="Human-readable details of the current status (may be empty).",
+    )
+    last_transition_time: datetime = Field(
+        description="When status last changed (a new reason or message alone does not move it)."
+    )
     observed_generation: int | None = Field(
-        default=None, ge=0, json_schema_extra=crd(format="int64")
+        default=None,
+        ge=0,
+        description="The metadata.generation of the object this condition was set from.",
+        json_schema_extra=crd(format="int64"),
     )
 
 

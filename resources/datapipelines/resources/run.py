@@ -143,18 +143,34 @@ class ProgressStage(StrEnum):
 class RunProgress(K8sModel):
     """Live progress, written by the runner while it runs."""
 
-    stage: ProgressStage | None = None
-    records_extracted: int | None = Field(default=None, json_schema_extra=INT64)
+    stage: ProgressStage | None = Field(
+        default=None,
+        description="The dlt step under way: extract, normalize, load, or done once the runner "
+        "has finished.",
+    )
+    records_extracted: int | None = Field(
+        default=None,
+        description="Records read from the source so far (all tables).",
+        json_schema_extra=INT64,
+    )
     tables: dict[str, int] | None = Field(
         default=None, description="Rows per table seen in the current stage."
     )
     rows_loaded: dict[str, int] | None = Field(
         default=None, description="Rows per table counted in the destination (after load)."
     )
-    jobs_done: int | None = None
-    jobs_total: int | None = None
+    jobs_done: int | None = Field(
+        default=None,
+        description="dlt load jobs (files) finished so far; set once the load step knows "
+        "jobsTotal.",
+    )
+    jobs_total: int | None = Field(
+        default=None, description="dlt load jobs (files) of the load step."
+    )
     attempt: int | None = Field(default=None, description="The pod attempt reporting.")
-    updated_at: datetime | None = None
+    updated_at: datetime | None = Field(
+        default=None, description="When the runner last wrote this progress."
+    )
 
 
 class SchemaChangeKind(StrEnum):
@@ -166,34 +182,78 @@ class SchemaChangeKind(StrEnum):
 class SchemaChange(K8sModel):
     """One change a run made to the destination's schema."""
 
-    kind: SchemaChangeKind
-    table: str = Field(max_length=256)
-    column: str | None = Field(default=None, max_length=256)
-    data_type: str | None = Field(default=None, max_length=64)
-    previous_type: str | None = Field(default=None, max_length=64)
+    kind: SchemaChangeKind = Field(
+        description="TableAdded (a new table; its columns are in the report), ColumnAdded or "
+        "TypeChanged."
+    )
+    table: str = Field(max_length=256, description="The destination table.")
+    column: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The column added or changed (unset for TableAdded).",
+    )
+    data_type: str | None = Field(
+        default=None, max_length=64, description="The column's dlt data type after the run."
+    )
+    previous_type: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The column's dlt data type before the run (TypeChanged only).",
+    )
 
 
 class ResultBase(K8sModel):
     """The fields of a run's outcome shared by the runner's report and the operator's result."""
 
-    success: bool
-    duration_ms: int | None = Field(default=None, json_schema_extra=INT64)
-    rows_inserted: int | None = Field(default=None, json_schema_extra=INT64)
-    records_reported: int | None = Field(default=None, json_schema_extra=INT64)
+    success: bool = Field(description="Whether the sync succeeded.")
+    duration_ms: int | None = Field(
+        default=None,
+        description="How long the run took, in milliseconds.",
+        json_schema_extra=INT64,
+    )
+    rows_inserted: int | None = Field(
+        default=None,
+        description="Rows this run loaded, counted in the destination (nested tables included).",
+        json_schema_extra=INT64,
+    )
+    records_reported: int | None = Field(
+        default=None,
+        description="Records read from the source (extract step).",
+        json_schema_extra=INT64,
+    )
     progress_counts: dict[str, dict[str, int]] | None = Field(
         default=None, description="Counts per stage and table, e.g. {extract: {items: 1000}}."
     )
-    error: str | None = Field(default=None, max_length=32768)
-    report: str | None = Field(default=None, max_length=65536)
-    report_truncated: bool | None = None
-    load_id: str | None = Field(default=None, max_length=256)
-    schema_changes: list[SchemaChange] | None = Field(default=None, max_length=200)
+    error: str | None = Field(
+        default=None, max_length=32768, description="Why the run failed (unset when it succeeded)."
+    )
+    report: str | None = Field(
+        default=None,
+        max_length=65536,
+        description="The run's human-readable summary (in status.result only when "
+        "status.runnerResult has none).",
+    )
+    report_truncated: bool | None = Field(
+        default=None, description="True when report was cut to its size limit."
+    )
+    load_id: str | None = Field(
+        default=None,
+        max_length=256,
+        description="dlt load id of the last package loaded (the _dlt_load_id of its rows).",
+    )
+    schema_changes: list[SchemaChange] | None = Field(
+        default=None,
+        max_length=200,
+        description="What the run changed in the destination's schema (at most 200 changes).",
+    )
 
 
 class RunnerResult(ResultBase):
     """The runner's own final report (written by the runner of this run only)."""
 
-    pod_name: str | None = Field(default=None, max_length=253)
+    pod_name: str | None = Field(
+        default=None, max_length=253, description="The pod that wrote this report."
+    )
 
 
 class ResultSource(StrEnum):
@@ -222,13 +282,24 @@ class RunStatus(K8sModel):
     queued_at: datetime | None = Field(default=None, description="When the run was requested.")
     start_time: datetime | None = Field(default=None, description="When its Job was created.")
     completion_time: datetime | None = Field(default=None, description="When it ended.")
-    job_name: str | None = Field(default=None, max_length=63)
-    job_uid: str | None = Field(default=None, max_length=64)
+    job_name: str | None = Field(
+        default=None, max_length=63, description="The run's Job (same namespace)."
+    )
+    job_uid: str | None = Field(
+        default=None,
+        max_length=64,
+        description="UID of the run's Job: its pods are recognised by it, even once the Job "
+        "is gone.",
+    )
     attempts: int | None = Field(default=None, ge=0, description="Pods tried so far.")
     progress: RunProgress | None = None
     runner_result: RunnerResult | None = None
     result: RunResult | None = None
-    observed_generation: int | None = Field(default=None, json_schema_extra=INT64)
+    observed_generation: int | None = Field(
+        default=None,
+        description="The metadata.generation the operator last reconciled.",
+        json_schema_extra=INT64,
+    )
 
 
 class PipelineRun(K8sModel):
