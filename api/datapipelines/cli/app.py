@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,16 +19,17 @@ from rich.rule import Rule
 from rich.text import Text
 from typer.core import TyperGroup
 
+from datapipelines.cli import contexts, oauth2, render
 from datapipelines.cli import follow as following
-from datapipelines.cli import oauth2, render
 from datapipelines.cli.client import EXIT_INTERRUPTED, TIMEOUT_SECONDS, ApiClient, CliError
 from datapipelines.cli.config import DEFAULT_URL, KEY_ENV, TOKEN_ENV, URL_ENV, resolve
 
 HELP = """\
 Run and inspect datapipelines through its REST API.
 
-The API is --api or $DATAPIPELINES_API_URL (default http://127.0.0.1:8081); the key is --key or
-$DATAPIPELINES_API_KEY, else .cluster/api-key when run inside the repository after `make demo`.
+The API is --api or $DATAPIPELINES_API_URL, else the current context's (`datapipelines config`),
+else http://127.0.0.1:8081; the key is --key or $DATAPIPELINES_API_KEY, else the context's, else
+.cluster/api-key when run inside the repository after `make demo`. NO_COLOR is honoured.
 
 \b
 Exit codes: 0 ok; 1 a run failed; 2 bad usage; 3 a run was cancelled;
@@ -41,6 +43,7 @@ PIPE_WIDTH = 200
 
 class Output(StrEnum):
     table = "table"
+    wide = "wide"
     json = "json"
     yaml = "yaml"
     name = "name"
@@ -51,9 +54,14 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="table (for people), json or yaml (the API's body, for scripts), name (ids only).",
+        help="table or wide (more columns) for people; json or yaml (the API's body) for "
+        "scripts; name (ids only, one per line).",
     ),
 ]
+NoHeadersOpt = Annotated[
+    bool, typer.Option("--no-headers", help="Tables without their header line.")
+]
+TABLES = (Output.table, Output.wide)
 ID_FIELDS = ("task_id", "run_id", "name")  # what `-o name` prints of an item, first found
 
 
@@ -107,12 +115,18 @@ app = typer.Typer(
 
 @dataclass
 class State:
-    client: ApiClient
+    api: ApiClient | None
     console: Console
     err: Console
+    context: str | None = None
+
+    @property
+    def client(self) -> ApiClient:
+        assert self.api is not None, "`config` commands talk to no API"
+        return self.api
 
     def emit(self, output: Output, data: Any, tables: Callable[[], list[RenderableType]]) -> None:
-        if output is not Output.table:
+        if output not in TABLES:
             if output is Output.json:
                 text = json.dumps(data, indent=2) + "\n"
             elif output is Output.yaml:
@@ -170,6 +184,15 @@ def options(
             show_default=False,
         ),
     ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            envvar=contexts.CONTEXT_ENV,
+            help="A named context of the config file (default: its current-context).",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds to wait for one API answer.")
     ] = TIMEOUT_SECONDS,
@@ -180,14 +203,31 @@ def options(
         ),
     ] = False,
 ) -> None:
-    source = ctx.get_parameter_source("key")  # typer's own (vendored) click: compare by name
-    from_env = getattr(source, "name", "") == "ENVIRONMENT"
-    target = resolve(api, key, key_from_env=from_env)
+    err = _console(sys.stderr, stderr=True)
+    if ctx.invoked_subcommand == "config":  # works on the file even when it is broken
+        ctx.obj = State(None, _console(sys.stdout), err, context)
+        return
+    path = contexts.config_path()
+    chosen = contexts.selected(contexts.load(path), context, path)
+
+    def given(param: str) -> str:  # typer's own (vendored) click: compare by name
+        return getattr(ctx.get_parameter_source(param), "name", "")
+
+    key_source: str | None = None
+    if chosen is not None:
+        if given("api") == "DEFAULT" and chosen.api:
+            api = chosen.api
+        if key is None and not token:
+            key, key_source = chosen.read_key(), f"context {chosen.name}"
+            token = None if key else chosen.read_token()
+    target = resolve(api, key, key_from_env=given("key") == "ENVIRONMENT")
+    if key_source and target.key:
+        target = dataclasses.replace(target, key_source=key_source)
     if token and token.strip():
         target = dataclasses.replace(target, token=token.strip())
     client = ApiClient(target, timeout=timeout)
     ctx.call_on_close(client.close)
-    ctx.obj = State(client, _console(sys.stdout), _console(sys.stderr, stderr=True))
+    ctx.obj = State(client, _console(sys.stdout), err, context)
 
 
 @app.command("connections")
@@ -195,11 +235,20 @@ def connections_cmd(
     ctx: typer.Context,
     enabled: Annotated[bool, typer.Option("--enabled", help="Only enabled connections.")] = False,
     output: OutputOpt = Output.table,
+    no_headers: NoHeadersOpt = False,
 ) -> None:
     """List the connections (name, type, schema, policy, schedule, last run, active runs)."""
     st = _state(ctx)
     rows = st.client.connections(only_enabled=enabled)
-    st.emit(output, rows, lambda: [render.connections(rows)])
+    st.emit(
+        output,
+        rows,
+        lambda: [
+            render.connections(
+                rows, wide=output is Output.wide, headers=not no_headers, width=st.console.width
+            )
+        ],
+    )
 
 
 @app.command("status")
@@ -309,7 +358,7 @@ def _wait(
     interval: float,
     lines: Callable[[following.Status], list[str]],
 ) -> following.Status:
-    live = output is Output.table and st.console.is_terminal
+    live = output in TABLES and st.console.is_terminal
     try:
         return following.follow(
             lambda: st.client.task_status(task_id),
@@ -318,7 +367,7 @@ def _wait(
             log=st.err,
             live=live,
             interval=interval,
-            lines=lines if output is Output.table else (lambda _status: []),
+            lines=lines if output in TABLES else (lambda _status: []),
         )
     except KeyboardInterrupt:
         st.err.print(
@@ -385,8 +434,11 @@ def history_cmd(
         typer.Option("--status", help="Only runs that ended so.", show_default=False),
     ] = None,
     output: OutputOpt = Output.table,
+    no_headers: NoHeadersOpt = False,
 ) -> None:
-    """Finished runs, newest first (-l, not -n: -n is a namespace to kubectl users)."""
+    """Finished runs, newest first (-l, not -n: -n is a namespace to kubectl users).
+
+    DURATION is wall-clock: from the run's start to its end, every attempt included."""
     st = _state(ctx)
     entries, archive = st.client.history(limit)
     entries = [
@@ -395,8 +447,16 @@ def history_cmd(
         if (connection is None or e.get("connection") == connection)
         and (status is None or e.get("status") == status.value)
     ]
-    st.emit(output, entries, lambda: [render.history(entries)])
-    if output is Output.table and archive == "unavailable":
+    st.emit(
+        output,
+        entries,
+        lambda: [
+            render.history(
+                entries, wide=output is Output.wide, headers=not no_headers, width=st.console.width
+            )
+        ],
+    )
+    if output in TABLES and archive == "unavailable":
         st.err.print("note: the PostgreSQL archive could not be read: cluster runs only")
 
 
@@ -407,12 +467,21 @@ def logs_cmd(
     tail: Annotated[
         int | None, typer.Option("--tail", min=1, help="Only the last lines.", show_default=False)
     ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing the log until the run ends.")
+    ] = False,
+    interval: IntervalOpt = 1.0,
     output: OutputOpt = Output.table,
 ) -> None:
     """The log of a run's pod while its Job exists, else the run's report."""
     st = _state(ctx)
+    if follow:
+        if output not in TABLES:
+            raise typer.BadParameter("-f prints the log itself: no -o", param_hint="--follow")
+        _follow_logs(st, run_id, tail, interval)
+        return
     body = st.client.run_logs(run_id, tail_lines=tail)
-    if output is not Output.table:
+    if output not in TABLES:
         st.emit(output, body, lambda: [])
         return
     notes = {
@@ -427,6 +496,29 @@ def logs_cmd(
     text = str(body.get("text") or "")
     sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
     sys.stdout.flush()
+
+
+def _follow_logs(st: State, run_id: str, tail: int | None, interval: float) -> None:
+    window = max(tail or 0, 500)  # each poll reads the log's last lines, at most this many
+    first = [True]
+
+    def fetch() -> following.Status:
+        body = st.client.run_logs(run_id, tail_lines=tail if first[0] and tail else window)
+        first[0] = False
+        return body
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def note(text: str) -> None:
+        st.err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        body = following.follow_log(fetch, write, note, interval=interval)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    note(f"# {run_id}: {body.get('phase')}")
 
 
 def run() -> None:
@@ -484,3 +576,113 @@ def oauth2_secret_cmd(
     refresh = oauth2.exchange_code(token_url, client_id, client_secret, code, redirect_uri)
     manifest = oauth2.secret_manifest(secret, connection, client_id, client_secret, refresh)
     sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+
+
+config_app = typer.Typer(
+    name="config",
+    cls=_Group,
+    help="Named contexts for several installations (like kubectl config), in "
+    "$DATAPIPELINES_CONFIG or ~/.config/datapipelines/config.yaml.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(config_app)
+
+
+def _config_file() -> tuple[Path, contexts.CliConfig]:
+    path = contexts.config_path()
+    return path, contexts.load(path)
+
+
+@config_app.command("get-contexts")
+def get_contexts_cmd(
+    ctx: typer.Context, output: OutputOpt = Output.table, no_headers: NoHeadersOpt = False
+) -> None:
+    """The contexts of the config file; * marks the current one."""
+    st = _state(ctx)
+    _path, config = _config_file()
+    rows = [
+        {
+            "name": c.name,
+            "current": c.name == config.current_context,
+            "api": c.api,
+            "auth": "key"
+            if c.key
+            else "key-file"
+            if c.key_file
+            else "token-file"
+            if c.token_file
+            else "none",
+        }
+        for c in config.contexts
+    ]
+    st.emit(output, rows, lambda: [render.contexts(rows, headers=not no_headers)])
+
+
+@config_app.command("current-context")
+def current_context_cmd() -> None:
+    """The name of the current context."""
+    path, config = _config_file()
+    if not config.current_context:
+        raise CliError(f"no current context in {path} (datapipelines config use-context NAME)")
+    print(config.current_context)
+
+
+@config_app.command("use-context")
+def use_context_cmd(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A context's name.")],
+) -> None:
+    """Make a context the current one."""
+    path, config = _config_file()
+    contexts.selected(config, name, path)  # names the known ones when it is not there
+    config.current_context = name
+    contexts.save(path, config)
+    print(f'switched to context "{name}"')
+
+
+@config_app.command("set-context")
+def set_context_cmd(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A context's name.")],
+    api: Annotated[
+        str | None, typer.Option("--api", help="Base URL of the REST API.", show_default=False)
+    ] = None,
+    key_file: Annotated[
+        str | None,
+        typer.Option("--key-file", help="A file holding the API key.", show_default=False),
+    ] = None,
+    token_file: Annotated[
+        str | None,
+        typer.Option("--token-file", help="A file holding a Kubernetes token.", show_default=False),
+    ] = None,
+    use: Annotated[bool, typer.Option("--use", help="Make it the current context.")] = False,
+) -> None:
+    """Create a context or change the fields given."""
+    path, config = _config_file()
+    found = config.find(name)
+    data = found.model_dump(by_alias=True, exclude_none=True) if found else {"name": name}
+    for field, value in (("api", api), ("key-file", key_file), ("token-file", token_file)):
+        if value is not None:
+            data[field] = value
+    try:
+        updated = contexts.Context.model_validate(data)
+    except ValueError as exc:
+        raise CliError(f"context {name}: {exc}", 2) from None
+    config.contexts = [c for c in config.contexts if c.name != name] + [updated]
+    if use or config.current_context is None:
+        config.current_context = name
+    contexts.save(path, config)
+    print(f'context "{name}" {"modified" if found else "created"} in {path}')
+
+
+@config_app.command("delete-context")
+def delete_context_cmd(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A context's name.")],
+) -> None:
+    """Remove a context."""
+    path, config = _config_file()
+    contexts.selected(config, name, path)
+    config.contexts = [c for c in config.contexts if c.name != name]
+    if config.current_context == name:
+        config.current_context = None
+    contexts.save(path, config)
+    print(f'deleted context "{name}" from {path}')

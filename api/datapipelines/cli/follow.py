@@ -177,3 +177,59 @@ def batch_exit_code(status: Status) -> int:
     if any(r.get("success") is False for r in status.get("runs") or []):
         return EXIT_FAILED
     return 0
+
+
+TERMINAL_PHASES = ("Succeeded", "Failed", "Cancelled")
+
+
+def new_lines(seen: list[str], fetched: list[str]) -> tuple[list[str], bool]:
+    """The lines of `fetched` (a window on the end of a log) after those already printed
+    (`seen`: the last printed lines), and whether some may have been missed (the window no
+    longer reaches back to what was printed)."""
+    if not seen:
+        return fetched, False
+    last = seen[-1]
+    for i in range(len(fetched) - 1, -1, -1):  # the newest place the printed lines end
+        if fetched[i] != last:
+            continue
+        k = min(i + 1, len(seen))
+        if fetched[i - k + 1 : i + 1] == seen[-k:]:
+            return fetched[i + 1 :], False
+    return fetched, True
+
+
+def follow_log(
+    fetch: Callable[[], Status],
+    write: Callable[[str], None],
+    note: Callable[[str], None],
+    *,
+    interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Status:
+    """Prints a run's log as it grows until the run ends (`logs -f`); the last body fetched.
+
+    Each poll reads a window on the end of the log (`fetch`); lines already printed are not
+    printed again; a new pod (the Job's next attempt) starts a new section."""
+    seen: list[str] = []
+    pod: str | None = None
+    while True:
+        body = fetch()
+        if body.get("source") == "pod":
+            if body.get("pod") != pod:
+                if pod is not None:
+                    note(f"# next attempt: log of pod {body.get('pod')}")
+                pod, seen = body.get("pod"), []
+            lines = str(body.get("text") or "").splitlines()
+            fresh, gap = new_lines(seen, lines)
+            if gap:
+                note("# (lines were skipped: the log grew faster than it was read)")
+            for line in fresh:
+                write(line + "\n")
+            seen = (seen + fresh)[-200:]
+        elif body.get("source") == "report" and pod is None:
+            note("# the run's pod is gone: its report")
+            write(str(body.get("text") or "").rstrip("\n") + "\n")
+            return body
+        if body.get("phase") in TERMINAL_PHASES:
+            return body
+        sleep(interval)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from rich import box
@@ -25,7 +26,7 @@ def seconds(ms: Any) -> str:
     return "-" if ms is None else f"{int(ms) / 1000:.1f} s"
 
 
-def table(*columns: str, title: str | None = None) -> Table:
+def table(*columns: str, title: str | None = None, headers: bool = True) -> Table:
     t = Table(
         *columns,
         box=box.SIMPLE_HEAD,
@@ -33,8 +34,77 @@ def table(*columns: str, title: str | None = None) -> Table:
         title_justify="left",
         pad_edge=False,
         show_edge=False,
+        show_header=headers,
     )
     return t
+
+
+def listing(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    ids: int = 1,
+    headers: bool = True,
+    title: str | None = None,
+    width: int | None = None,
+    drop: Sequence[str] = (),
+) -> Table:
+    """A table whose first `ids` columns are never cut (ids are for copying into the next
+    command). Too wide for `width`, it drops the columns named in `drop`, in that order, until
+    it fits (`-o wide` and `-o json` still have them); what still does not fit wraps."""
+    rows = [list(r) for r in rows]
+    keep = list(range(len(columns)))
+
+    def needed() -> int:
+        widths = [
+            max([len(r[i]) for r in rows] + [len(columns[i]) if headers else 1]) for i in keep
+        ]
+        return sum(widths) + 2 * (len(keep) - 1)
+
+    for name in drop:
+        if width is None or needed() <= width:
+            break
+        keep.remove(columns.index(name))
+    t = table(*(columns[i] for i in keep), title=title, headers=headers)
+    for pos, column in enumerate(t.columns):
+        i = keep[pos]
+        if i < ids:
+            column.no_wrap = True
+            column.min_width = max([len(r[i]) for r in rows] + [len(columns[i]) if headers else 1])
+        else:
+            column.overflow = "fold"
+    for r in rows:
+        t.add_row(*(r[i] for i in keep))
+    return t
+
+
+def wall_clock(entry: Mapping[str, Any]) -> str:
+    """How long a run took, start to end (queued time and every attempt included), else the
+    runner's own duration."""
+    start, end = _when(entry.get("started_at")), _when(entry.get("finished_at"))
+    if start is not None and end is not None and end >= start:
+        return duration((end - start).total_seconds())
+    return seconds(entry.get("duration_ms"))
+
+
+def duration(total: float) -> str:
+    """`0.4 s`, `35.2 s`, `4m 05s`, `2h 03m`."""
+    if total < 60:
+        return f"{total:.1f} s"
+    minutes, secs = divmod(int(total), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def fields(pairs: Iterable[tuple[str, Any]], title: str | None = None) -> Table:
@@ -47,20 +117,35 @@ def fields(pairs: Iterable[tuple[str, Any]], title: str | None = None) -> Table:
     return t
 
 
-def connections(rows: list[dict[str, Any]]) -> Table:
-    t = table("NAME", "TYPE", "ENABLED", "SCHEMA", "POLICY", "SCHEDULE", "LAST RUN", "ACTIVE")
+def connections(
+    rows: list[dict[str, Any]],
+    *,
+    wide: bool = False,
+    headers: bool = True,
+    width: int | None = None,
+) -> Table:
+    columns = ["NAME", "TYPE", "ENABLED", "SCHEMA", "POLICY", "SCHEDULE", "LAST RUN", "ACTIVE"]
+    if wide:
+        columns[1:1] = ["NAMESPACE"]
+        columns += ["LAST SUCCESS", "LAST ERROR"]
+    out = []
     for c in rows:
-        t.add_row(
-            c["name"],
-            cell(c.get("type")),
-            cell(c.get("enabled")),
-            cell(c.get("schema_name")),
-            cell(c.get("concurrency_policy")),
-            cell(c.get("schedule")),
-            cell(c.get("last_run_at")),
-            cell(c.get("active_runs")),
-        )
-    return t
+        values = {
+            "NAME": c["name"],
+            "NAMESPACE": cell(c.get("namespace")),
+            "TYPE": cell(c.get("type")),
+            "ENABLED": cell(c.get("enabled")),
+            "SCHEMA": cell(c.get("schema_name")),
+            "POLICY": cell(c.get("concurrency_policy")),
+            "SCHEDULE": cell(c.get("schedule")),
+            "LAST RUN": cell(c.get("last_run_at")),
+            "ACTIVE": cell(c.get("active_runs")),
+            "LAST SUCCESS": cell(c.get("last_run_success")),
+            "LAST ERROR": cell(c.get("last_run_error")),
+        }
+        out.append([values[k] for k in columns])
+    drop = () if wide else ("POLICY", "SCHEMA", "ACTIVE", "ENABLED", "SCHEDULE", "TYPE")
+    return listing(columns, out, headers=headers, width=width, drop=drop)
 
 
 def connection_status(s: dict[str, Any]) -> Table:
@@ -153,33 +238,58 @@ def task(s: dict[str, Any]) -> Table:
     return fields(pairs)
 
 
-def batch_runs(runs: list[dict[str, Any]] | None, title: str | None = None) -> Table:
-    t = table("CONNECTION", "RUN", "PHASE", "SUCCESS", "ERROR", title=title)
-    for r in runs or []:
-        t.add_row(
+def batch_runs(
+    runs: list[dict[str, Any]] | None, title: str | None = None, *, headers: bool = True
+) -> Table:
+    rows = [
+        [
             r.get("connection") or "-",
             cell(r.get("run_id")),
             cell(r.get("phase") or "Pending"),
             cell(r.get("success")),
             cell(r.get("error")),
-        )
-    return t
+        ]
+        for r in runs or []
+    ]
+    columns = ["CONNECTION", "RUN", "PHASE", "SUCCESS", "ERROR"]
+    return listing(columns, rows, ids=2, headers=headers, title=title)
 
 
-def history(entries: list[dict[str, Any]]) -> Table:
-    t = table("RUN", "CONNECTION", "KIND", "TRIGGER", "STATUS", "ROWS", "DURATION", "FINISHED")
+def history(
+    entries: list[dict[str, Any]],
+    *,
+    wide: bool = False,
+    headers: bool = True,
+    width: int | None = None,
+) -> Table:
+    columns = ["RUN", "CONNECTION", "KIND", "TRIGGER", "STATUS", "ROWS", "DURATION", "FINISHED"]
+    if wide:
+        columns[2:2] = ["NAMESPACE"]
+        columns += ["ATTEMPTS", "STARTED", "ERROR"]
+    rows = []
     for e in entries:
-        t.add_row(
-            e["run_id"],
-            e.get("connection") or "-",
-            cell(e.get("kind")),
-            cell(e.get("trigger")),
-            cell(e.get("status")),
-            cell(e.get("rows_inserted")),
-            seconds(e.get("duration_ms")),
-            cell(e.get("finished_at")),
-        )
-    return t
+        values = {
+            "RUN": e["run_id"],
+            "CONNECTION": e.get("connection") or "-",
+            "NAMESPACE": cell(e.get("namespace")),
+            "KIND": cell(e.get("kind")),
+            "TRIGGER": cell(e.get("trigger")),
+            "STATUS": cell(e.get("status")),
+            "ROWS": cell(e.get("rows_inserted")),
+            "DURATION": wall_clock(e),
+            "FINISHED": cell(e.get("finished_at")),
+            "ATTEMPTS": cell(e.get("attempts")),
+            "STARTED": cell(e.get("started_at")),
+            "ERROR": cell(e.get("error")),
+        }
+        rows.append([values[k] for k in columns])
+    drop = () if wide else ("KIND", "TRIGGER", "ROWS", "FINISHED")
+    return listing(columns, rows, ids=2, headers=headers, width=width, drop=drop)
+
+
+def contexts(rows: list[dict[str, Any]], *, headers: bool = True) -> Table:
+    out = [["*" if r["current"] else "", r["name"], cell(r.get("api")), r["auth"]] for r in rows]
+    return listing(["CURRENT", "NAME", "API", "AUTH"], out, ids=2, headers=headers)
 
 
 def run_line(s: Mapping[str, Any]) -> str:

@@ -74,9 +74,13 @@ def server(store: FakeStore) -> Iterator[AsgiServer]:
         yield srv
 
 
+NO_CONFIG = "/nonexistent/datapipelines-config.yaml"  # never the machine's own contexts
+
+
 def environment(url: str | None, key: str | None = KEY) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPIPELINES_")}
     env.pop("COLUMNS", None)
+    env["DATAPIPELINES_CONFIG"] = NO_CONFIG
     if url is not None:
         env["DATAPIPELINES_API_URL"] = url
     if key is not None:
@@ -90,8 +94,11 @@ def cli(
     key: str | None = KEY,
     cwd: Path | None = None,
     url: str | None = None,
+    config: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = environment(url or (server.url if server else None), key)
+    if config is not None:
+        env["DATAPIPELINES_CONFIG"] = str(config)
     return subprocess.run(
         [CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
     )
@@ -430,7 +437,11 @@ def test_version_short_help_and_completion() -> None:
     short = cli(None, "-h", key=None)
     assert short.returncode == 0 and "Usage: datapipelines" in short.stdout
     assert cli(None, "run", "-h", key=None).returncode == 0
-    completion = cli(None, "--show-completion", "bash", key=None)
+    # the shell named, not detected from the parent processes (a test's parents vary)
+    env = {**environment(None, None), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    completion = subprocess.run(
+        [CLI, "--show-completion", "bash"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert completion.returncode == 0 and "_datapipelines_completion" in completion.stdout
 
 
@@ -455,3 +466,113 @@ def test_yaml_and_name_outputs(server: AsgiServer) -> None:
     assert started.returncode == 0 and started.stdout.strip().startswith("gamma-")
     history = cli(server, "history", "-o", "name").stdout.split()
     assert "alpha-old" in history
+
+
+def test_wide_and_no_headers(server: AsgiServer) -> None:
+    wide = cli(server, "connections", "-o", "wide")
+    assert wide.returncode == 0, wide.stderr
+    header = wide.stdout.splitlines()[0].split()
+    assert header[:2] == ["NAME", "NAMESPACE"] and "ERROR" in header
+    bare = cli(server, "connections", "--no-headers")
+    assert [line.split()[0] for line in bare.stdout.splitlines()] == ["alpha", "beta", "gamma"]
+    history = cli(server, "history", "-o", "wide", "--no-headers")
+    assert history.returncode == 0 and "RUN" not in history.stdout
+    assert "alpha-old" in history.stdout
+    assert "1.0 s" in history.stdout  # wall clock: 07:00:00 to 07:00:01
+
+
+def test_ids_are_whole_at_80_columns_in_a_terminal(server: AsgiServer, store: FakeStore) -> None:
+    long_name = "a-connection-with-a-long-name"
+    server.call(store.add_connection, long_name, schedule="0 */6 * * *")
+    server.call(
+        lambda: store.add_run(
+            f"{long_name}-x7k2p",
+            long_name,
+            "Failed",
+            result={"success": False, "error": "source HTTP 404 at /items (unknown resource)"},
+            startTime="2026-11-30T07:00:00Z",
+            completionTime="2026-11-30T07:04:05Z",
+        )
+    )
+    for args in (("connections",), ("history", "-l", "50"), ("history", "-o", "wide")):
+        env = environment(server.url)
+        env["TERM"] = "xterm-256color"
+        child = pexpect.spawn(CLI, list(args), env=env, dimensions=(50, 80), encoding="utf-8")
+        screen = re.sub(r"\x1b\[[0-9;]*m", "", child.read())
+        child.close()
+        assert child.exitstatus == 0, screen
+        lines = screen.splitlines()
+        assert max(len(line) for line in lines) <= 80, screen
+        assert long_name in screen, screen
+        if args[0] == "history":
+            assert f"{long_name}-x7k2p" in screen, screen
+        assert "…" not in screen
+    assert "4m 05s" in cli(server, "history").stdout  # wall clock, start to end
+
+
+def test_contexts_pick_the_api_and_key(server: AsgiServer, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    key_file = tmp_path / "prod.key"
+    key_file.write_text(KEY + "\n")
+    made = cli(
+        None, "config", "set-context", "prod", "--api", server.url, "--key-file", str(key_file),
+        key=None, config=config,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert cli(None, "config", "set-context", "other", "--api", "http://127.0.0.1:9",
+               key=None, config=config).returncode == 0  # fmt: skip
+    assert config.stat().st_mode & 0o077 == 0, "the config may hold a key: owner only"
+    assert cli(None, "config", "current-context", key=None, config=config).stdout == "prod\n"
+    listed = as_json(cli(None, "config", "get-contexts", "-o", "json", key=None, config=config))
+    assert [(c["name"], c["current"], c["auth"]) for c in listed] == [
+        ("prod", True, "key-file"),
+        ("other", False, "none"),
+    ]
+    names = as_json(cli(None, "connections", "-o", "json", key=None, config=config))
+    assert [c["name"] for c in names] == ["alpha", "beta", "gamma"]
+    switched = cli(None, "config", "use-context", "other", key=None, config=config)
+    assert switched.returncode == 0 and "other" in switched.stdout
+    down = cli(None, "connections", key=None, config=config)
+    assert down.returncode == 4 and "127.0.0.1:9" in down.stderr
+    assert cli(None, "--context", "prod", "connections", key=None, config=config).returncode == 0
+    flag_wins = cli(server, "--context", "other", "connections", key=None, config=config)
+    assert flag_wins.returncode == 4 and "refused the request" in flag_wins.stderr  # env URL
+    unknown = cli(None, "config", "use-context", "nope", key=None, config=config)
+    assert unknown.returncode == 2 and "known: prod, other" in unknown.stderr
+    config.write_text("contexts: [{name: x, colour: red}]\n")
+    broken = cli(None, "connections", key=None, config=config)
+    assert broken.returncode == 2 and "contexts.0.colour" in broken.stderr
+
+
+def test_logs_follow_until_the_run_ends() -> None:
+    from datapipelines.cli.follow import follow_log, new_lines
+
+    assert new_lines([], ["a", "b"]) == (["a", "b"], False)
+    assert new_lines(["a", "b"], ["a", "b", "c"]) == (["c"], False)
+    assert new_lines(["x", "b"], ["b", "c", "b", "d"]) == (["c", "b", "d"], False)
+    assert new_lines(["a", "b"], ["c", "d"]) == (["c", "d"], True)
+    bodies = iter(
+        [
+            {"source": "none", "phase": "Queued"},
+            {"source": "pod", "pod": "p1", "phase": "Running", "text": "one\ntwo\n"},
+            {"source": "pod", "pod": "p1", "phase": "Running", "text": "two\nthree\n"},
+            {"source": "pod", "pod": "p2", "phase": "Running", "text": "retry\n"},
+            {"source": "pod", "pod": "p2", "phase": "Succeeded", "text": "retry\ndone\n"},
+        ]
+    )
+    out: list[str] = []
+    notes: list[str] = []
+    last = follow_log(lambda: next(bodies), out.append, notes.append, interval=0, sleep=id)
+    assert "".join(out) == "one\ntwo\nthree\nretry\ndone\n"
+    assert notes == ["# next attempt: log of pod p2"] and last["phase"] == "Succeeded"
+    gone = iter([{"source": "report", "phase": "Failed", "text": "FAILED: x"}])
+    out.clear()
+    follow_log(lambda: next(gone), out.append, notes.append, interval=0)
+    assert out == ["FAILED: x\n"]
+
+
+def test_logs_follow_a_finished_run(server: AsgiServer) -> None:
+    followed = cli(server, "logs", "alpha-live", "-f", "--interval", "0.05")
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == "extracting\nloading\n"
+    assert "Succeeded" in followed.stderr
