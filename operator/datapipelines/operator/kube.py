@@ -31,8 +31,8 @@ _OBJECT = {code: "object" for code in (200, 201, 202)}
 
 REQUESTS = Counter(
     "datapipelines_operator_apiserver_requests_total",
-    "Apiserver requests of the operator by verb, resource and HTTP code "
-    "(kopf's list and watch requests included).",
+    "Apiserver requests of the operator by verb, resource and HTTP status code (`error`: no "
+    "answer, a transport failure or the deadline; kopf's list and watch requests included).",
     ["verb", "resource", "code"],
 )
 
@@ -160,9 +160,9 @@ class Kube:
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         if self.field_manager and method.upper() in ("POST", "PUT", "PATCH"):
             params.append(("fieldManager", self.field_manager))
-        code = "error"
+        code = "error"  # no HTTP answer: a transport failure or the deadline
         try:
-            result = await asyncio.wait_for(
+            result, status, _headers = await asyncio.wait_for(
                 self.api.call_api(
                     path,
                     method,
@@ -171,12 +171,12 @@ class Kube:
                     body=body,
                     response_types_map=_OBJECT,
                     auth_settings=["BearerToken"],
-                    _return_http_data_only=True,
+                    _return_http_data_only=False,
                     _request_timeout=aiohttp.ClientTimeout(total=limit),
                 ),
                 timeout=limit + 1,
             )
-            code = "2xx"
+            code = str(status)
             return result  # type: ignore[no-any-return]
         except ApiException as exc:
             code = str(exc.status)
@@ -329,7 +329,7 @@ def count_kopf_requests() -> None:
             REQUESTS.labels(verb, resource, "error").inc()
             raise
         status = int(getattr(response, "status", 200))
-        REQUESTS.labels(verb, resource, "2xx" if 200 <= status < 300 else str(status)).inc()
+        REQUESTS.labels(verb, resource, str(status)).inc()
         return response
 
     counted._datapipelines_counted = True  # type: ignore[attr-defined]

@@ -23,9 +23,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Gauge
+
 from .kube import Kube, NotLeading
 
 log = logging.getLogger(__name__)
+
+LEADER = Gauge(
+    "datapipelines_operator_leader",
+    "1 while this replica holds the Lease (one per shard), else 0.",
+    ["lease"],
+)
 
 
 def _clock() -> float:
@@ -90,6 +98,7 @@ class LeaderElector:
             return
         log.error("leader election: lost Lease %s: %s", self.name, why)
         self.lost.set()
+        LEADER.labels(self.name).set(0)
         for callback in self.on_lost:
             with contextlib.suppress(Exception):
                 callback()
@@ -149,9 +158,11 @@ class LeaderElector:
             try:
                 if await self.try_acquire():
                     log.info("leader election: %s holds Lease %s", self.identity, self.name)
+                    LEADER.labels(self.name).set(1)
                     return True
             except Exception as exc:  # apiserver hiccup or a deadline: try again
                 log.warning("leader election: %s", str(exc) or type(exc).__name__)
+            LEADER.labels(self.name).set(0)
             if not logged:
                 log.info("leader election: standing by, another replica holds %s", self.name)
                 logged = True
@@ -214,6 +225,7 @@ class LeaderElector:
         except Exception as exc:  # pragma: no cover - best effort
             log.debug("leader election: release failed: %s", exc)
         self._renewed_at = None
+        LEADER.labels(self.name).set(0)
 
 
 __all__ = ["LeaderElector", "LeaseLost", "NotLeading"]

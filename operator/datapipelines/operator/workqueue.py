@@ -20,7 +20,35 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
+from prometheus_client import Counter, Gauge, Histogram
+
 log = logging.getLogger(__name__)
+
+# controller-runtime's work-queue metrics, under the project's prefix (label `name`: the queue)
+_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300)
+QUEUE_DEPTH = Gauge(
+    "datapipelines_operator_workqueue_depth", "Keys waiting in the work queue.", ["name"]
+)
+QUEUE_ADDS = Counter(
+    "datapipelines_operator_workqueue_adds_total", "Keys added to the work queue.", ["name"]
+)
+QUEUE_WAIT = Histogram(
+    "datapipelines_operator_workqueue_queue_duration_seconds",
+    "How long a key waited in the queue before a worker took it.",
+    ["name"],
+    buckets=_BUCKETS,
+)
+QUEUE_WORK = Histogram(
+    "datapipelines_operator_workqueue_work_duration_seconds",
+    "How long one reconcile of a key took.",
+    ["name"],
+    buckets=_BUCKETS,
+)
+QUEUE_RETRIES = Counter(
+    "datapipelines_operator_workqueue_retries_total",
+    "Reconciles that failed and were scheduled again with a backoff.",
+    ["name"],
+)
 
 Reconcile = Callable[[Any], Awaitable[float | None]]
 """Reconcile one key; returns seconds until it wants to run again (None: only on events)."""
@@ -40,8 +68,15 @@ class WorkQueue:
         error_backoff: float = 5.0,
         max_error_backoff: float = MAX_ERROR_BACKOFF,
         on_failure: OnFailure | None = None,
+        name: str = "reconcile",
     ):
         self._reconcile = reconcile
+        self._depth = QUEUE_DEPTH.labels(name)
+        self._adds = QUEUE_ADDS.labels(name)
+        self._wait = QUEUE_WAIT.labels(name)
+        self._work = QUEUE_WORK.labels(name)
+        self._retries = QUEUE_RETRIES.labels(name)
+        self._added_at: dict[Hashable, float] = {}
         self._workers = workers
         self._error_backoff = error_backoff
         self._max_error_backoff = max_error_backoff
@@ -77,6 +112,9 @@ class WorkQueue:
         if queued_low is None:
             self._queued[key] = low
             (self._low if low else self._high).append(key)
+            self._added_at[key] = time.monotonic()
+            self._adds.inc()
+            self._depth.set(len(self._queued))
         elif queued_low and not low:  # promoted: its place in the low deque is skipped
             self._queued[key] = False
             self._high.append(key)
@@ -88,15 +126,20 @@ class WorkQueue:
     def _take(self) -> Hashable | None:
         """The next key: normal priority first."""
         if self._high:
-            key = self._high.popleft()
-            del self._queued[key]
-            return key
+            return self._taken(self._high.popleft())
         while self._low:
             key = self._low.popleft()
             if self._queued.get(key) is True:
-                del self._queued[key]
-                return key
+                return self._taken(key)
         return None
+
+    def _taken(self, key: Hashable) -> Hashable:
+        del self._queued[key]
+        self._depth.set(len(self._queued))
+        added = self._added_at.pop(key, None)
+        if added is not None:
+            self._wait.observe(time.monotonic() - added)
+        return key
 
     async def _next(self) -> Hashable:
         while True:
@@ -172,6 +215,7 @@ class WorkQueue:
             key = await self._next()
             self._active.add(key)
             again: float | None = None
+            began = time.monotonic()
             try:
                 again = await self._reconcile(key)
                 self.reconciles += 1
@@ -180,6 +224,7 @@ class WorkQueue:
                 raise
             except Exception as error:
                 self.errors += 1
+                self._retries.inc()
                 again = self.backoff(key)
                 log.exception(
                     "reconcile of %s failed (%d in a row); retrying in %.0f s",
@@ -192,6 +237,7 @@ class WorkQueue:
                         self._on_failure(key, self.failures[key], error)
             finally:
                 self._active.discard(key)
+                self._work.observe(time.monotonic() - began)
             if key in self._dirty:
                 self._dirty.discard(key)
                 self.add(key)

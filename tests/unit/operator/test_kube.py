@@ -15,9 +15,11 @@ class RecordingApi:
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[tuple[str, Any]]]] = []
 
-    async def call_api(self, path: str, method: str, **kwargs: Any) -> dict[str, Any]:
+    async def call_api(
+        self, path: str, method: str, **kwargs: Any
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
         self.calls.append((method, kwargs["query_params"]))
-        return {}
+        return {}, 201 if method == "POST" else 200, {}
 
 
 def test_field_manager_names_the_replica() -> None:
@@ -84,3 +86,16 @@ async def test_writes_are_paced_and_lease_calls_and_reads_are_not() -> None:
     await kube.request("PUT", "/apis/coordination.k8s.io/v1/namespaces/n/leases/l", write=False)
     assert kube.limiter.tokens == 0  # neither took a token
     assert len(api.calls) == 3
+
+
+async def test_requests_are_counted_by_their_status_code() -> None:
+    from prometheus_client import REGISTRY
+
+    def count(code: str) -> float:
+        labels = {"verb": "create", "resource": "jobs", "code": code}
+        value = REGISTRY.get_sample_value("datapipelines_operator_apiserver_requests_total", labels)
+        return value or 0.0
+
+    before = count("201")
+    await Kube(RecordingApi(), 5).request("POST", "/apis/batch/v1/namespaces/ns/jobs", body={})  # type: ignore[arg-type]
+    assert count("201") == before + 1 and count("2xx") == 0

@@ -33,9 +33,9 @@ def test_sample_reads_this_process() -> None:
 
 
 METRICS = """# HELP x
-datapipelines_operator_apiserver_requests_total{code="2xx",resource="jobs",verb="create"} 10.0
+datapipelines_operator_apiserver_requests_total{code="201",resource="jobs",verb="create"} 10.0
 datapipelines_operator_apiserver_requests_total{code="409",resource="jobs",verb="create"} 1.0
-datapipelines_operator_apiserver_requests_total{code="2xx",resource="pods",verb="watch"} 3.0
+datapipelines_operator_apiserver_requests_total{code="200",resource="pods",verb="watch"} 3.0
 """
 
 
