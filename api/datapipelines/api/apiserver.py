@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,10 @@ def _query(params: Params | None) -> dict[str, str]:
     return out
 
 
+#: The status code of the last answer this task received (for the request counter's `code`).
+LAST_STATUS: ContextVar[int] = ContextVar("apiserver_last_status", default=0)
+
+
 class ApiServer:
     """Requests to one apiserver over one connection pool (made on first use, in the loop)."""
 
@@ -254,6 +259,7 @@ class ApiServer:
             headers=self._headers(content_type if data is not None else None, accept),
             timeout=deadline,
         ) as resp:
+            LAST_STATUS.set(resp.status)
             text = await resp.text(errors="replace")
             if not 200 <= resp.status <= 299:
                 raise ApiServerError(resp.status, resp.reason or "", text)

@@ -21,7 +21,7 @@ from typing import Any
 
 from datapipelines.api.apiserver import ApiServer, ApiServerError, custom_path, timeout_of
 from datapipelines.api.catalog import Catalog
-from datapipelines.api.metrics import count_request
+from datapipelines.api.metrics import code_of, count_request
 from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, GROUP, RUN_PLURAL, VERSION
 from datapipelines.resources.memory import freeze_long_lived
 
@@ -155,14 +155,17 @@ class ResourceWatch:
         items: dict[Key, Obj] = {}
         token: str | None = None
         while True:
-            count_request("list", self.plural)
             try:
                 page = await self.api.get(
                     self.path,
                     {"limit": LIST_PAGE_SIZE, "continue": token},
                     deadline=timeout_of(10, 60),
                 )
-            except ApiServerError as exc:
+                count_request("list", self.plural, 200)
+            except Exception as exc:
+                count_request("list", self.plural, code_of(exc))
+                if not isinstance(exc, ApiServerError):
+                    raise
                 if exc.status == 410 and token:  # the continue token expired: start over
                     items, token = {}, None
                     continue
@@ -214,11 +217,13 @@ class ResourceWatch:
             "resourceVersion": self.resource_version,
             "timeoutSeconds": timeout,
         }
-        count_request("watch", self.plural)
+        opened = False
         try:
             async with self.api.stream(
                 self.path, params, timeout_of(10, timeout + 30, timeout + 60)
             ) as chunks:
+                opened = True
+                count_request("watch", self.plural, 200)
                 self.synced = True
                 self.last_error = None
                 buffer = b""
@@ -231,8 +236,10 @@ class ResourceWatch:
                             await asyncio.sleep(0)  # requests get their turn in a burst
                 if buffer.strip():
                     self.handle_event(json.loads(buffer))
-        except ApiServerError as exc:
-            if exc.status == 410:
+        except Exception as exc:
+            if not opened:
+                count_request("watch", self.plural, code_of(exc))
+            if isinstance(exc, ApiServerError) and exc.status == 410:
                 raise Gone(exc.message) from None
             raise
 

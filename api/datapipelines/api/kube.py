@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from datapipelines.api.apiserver import (
+    LAST_STATUS,
     MERGE_PATCH,
     REQUEST_ERRORS,
     ApiServer,
@@ -32,7 +33,7 @@ from datapipelines.api.apiserver import (
 from datapipelines.api.cache import Backoff, WatchCache
 from datapipelines.api.catalog import Catalog, parse_batch, parse_run
 from datapipelines.api.errors import ApiError, Conflict, Invalid, KubeUnavailable, NotFound
-from datapipelines.api.metrics import count_request
+from datapipelines.api.metrics import code_of, count_request
 from datapipelines.api.settings import Settings
 from datapipelines.api.store import Obj, PipelineStore
 from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, GROUP, RUN_PLURAL, VERSION
@@ -93,11 +94,14 @@ def translate(exc: BaseException, what: str) -> ApiError:
 
 
 async def _call(coro: Awaitable[T], what: str, verb: str, resource: str) -> T:
-    count_request(verb, resource)
+    LAST_STATUS.set(0)
     try:
-        return await coro
+        result = await coro
     except REQUEST_ERRORS as exc:
+        count_request(verb, resource, code_of(exc))
         raise translate(exc, what) from exc
+    count_request(verb, resource, LAST_STATUS.get() or 200)
+    return result
 
 
 class ReportCache:

@@ -21,17 +21,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datapipelines.api.store import PipelineStore
 
-#: Apiserver requests of this process (watches, lists, writes), by verb and resource.
+#: Apiserver requests of this process (watches, lists, writes), by verb, resource and code.
 APISERVER_REQUESTS = Counter(
     "datapipelines_api_apiserver_requests_total",
-    "Kubernetes apiserver requests of the API by verb and resource.",
-    ["verb", "resource"],
+    "Kubernetes apiserver requests of the API by verb, resource and HTTP status code "
+    "(`error`: no answer, a transport failure or the deadline).",
+    ["verb", "resource", "code"],
     registry=None,
 )
 
 
-def count_request(verb: str, resource: str) -> None:
-    APISERVER_REQUESTS.labels(verb, resource).inc()
+def count_request(verb: str, resource: str, code: int | str) -> None:
+    APISERVER_REQUESTS.labels(verb, resource, str(code)).inc()
+
+
+def code_of(exc: BaseException) -> int | str:
+    """The status code of a failed apiserver call, `error` when there was no answer."""
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else "error"
 
 
 class Metrics:

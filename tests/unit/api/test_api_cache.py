@@ -326,23 +326,31 @@ async def test_watch_http_errors(api: ScriptedApi, sink: Recorder) -> None:
         task.cancel()
 
 
-def _requests(verb: str, resource: str) -> float:
+def _requests(verb: str, resource: str, code: str | None = None) -> float:
     registry = Metrics().registry  # what /metrics serves
-    value = registry.get_sample_value(
-        "datapipelines_api_apiserver_requests_total", {"verb": verb, "resource": resource}
+    return sum(  # every status code
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == "datapipelines_api_apiserver_requests_total"
+        and sample.labels["verb"] == verb
+        and sample.labels["resource"] == resource
+        and code in (None, sample.labels["code"])
     )
-    return value or 0.0
 
 
 async def test_lists_and_watches_are_counted(api: ScriptedApi, sink: Recorder) -> None:
     lists, watches = _requests("list", RUNS), _requests("watch", RUNS)
+    refused = _requests("watch", RUNS, "500")
     api.lists.extend([page([obj("a", 1)], "5", cont="tok"), page([], "6")])
+    api.watches.append(_Resp([], status=500))  # refused: counted with its code, then retried
+    api.watches.append(_Resp([b""]))  # answered: counted once open
     w = make_watch(api, sink)
     task = asyncio.create_task(w.run())
     try:
-        await until(lambda: any(c.get("watch") for c in api.calls))
+        await until(lambda: _requests("watch", RUNS) >= watches + 2, within=10)
         assert _requests("list", RUNS) == lists + 2  # two pages
-        assert _requests("watch", RUNS) == watches + 1
+        assert _requests("watch", RUNS, "500") == refused + 1
     finally:
         task.cancel()
 
