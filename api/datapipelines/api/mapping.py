@@ -270,7 +270,9 @@ def connection_out(catalog: Catalog, conn: ConnectionSummary) -> ConnectionOut:
 
 def connection_status_out(catalog: Catalog, conn: ConnectionSummary) -> ConnectionStatusOut:
     return ConnectionStatusOut(
-        **_connection_fields(catalog, conn), **_last_run_fields(catalog, conn)
+        **_connection_fields(catalog, conn),
+        **_last_run_fields(catalog, conn),
+        last_success_at=format_time(conn.status.last_success_time),
     )
 
 

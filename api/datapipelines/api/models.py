@@ -66,6 +66,11 @@ class ConnectionStatusOut(ConnectionOut):
         description="Where the last-run fields come from: a PipelineRun in the cluster or the "
         "connection's own status, which the operator keeps (addition).",
     )
+    last_success_at: str | None = Field(
+        default=None,
+        description="When the newest successful run ended, even if later runs failed "
+        "(status.lastSuccessTime; addition).",
+    )
 
 
 class RunResultOut(BaseModel):

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from datapipelines.resources.times import now_iso
 
 from .reconcile.actions import Event
+
+if TYPE_CHECKING:
+    from .store import Store
 
 COMPONENT = "datapipelines-operator"
 
@@ -35,6 +42,35 @@ RECONCILES = Counter(
     "Reconciles by kind and outcome.",
     ["kind", "outcome"],
 )
+
+
+class LastSuccessCollector(Collector):
+    """``datapipelines_connection_last_success_timestamp_seconds`` per connection of this
+    shard, read from the operator's index at scrape time (``status.lastSuccessTime``): an
+    alert on ``time() - …`` fires when nothing succeeded for a while, whatever the cause (a
+    suspended schedule, failing runs, an operator down — then the series goes absent)."""
+
+    def __init__(self) -> None:
+        self.store: Store | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "datapipelines_connection_last_success_timestamp_seconds",
+            "When the connection's newest successful run ended (unix seconds).",
+            labels=["namespace", "connection"],
+        )
+        store = self.store
+        if store is not None:
+            for namespace, name in store.connection_keys():
+                view = store.connection(namespace, name)
+                when = view.status.last_success_time if view is not None else None
+                if when is not None:
+                    family.add_metric([namespace, name], when.timestamp())
+        yield family
+
+
+LAST_SUCCESS = LastSuccessCollector()
+REGISTRY.register(LAST_SUCCESS)
 
 
 def forget_connection(namespace: str, connection: str) -> None:

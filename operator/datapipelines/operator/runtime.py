@@ -8,6 +8,7 @@ from collections.abc import Callable, Hashable
 
 from datapipelines.resources.memory import freeze_long_lived
 
+from . import events
 from .archive import Archive
 from .config import Settings
 from .controller import Controller
@@ -40,6 +41,7 @@ class Runtime:
             self.kube, store, self.settings, self.archive, in_shard=self.in_shard
         )
         self.controller.queue.start()
+        events.LAST_SUCCESS.store = store
         self._tasks.append(
             asyncio.create_task(
                 resync_forever(self.controller, self.settings.sync_interval_seconds, self.synced),
@@ -67,5 +69,6 @@ class Runtime:
         """Cancel all reconcile work at once (leadership lost, or shutting down)."""
         for task in self._tasks:
             task.cancel()
+        events.LAST_SUCCESS.store = None
         if self.controller is not None:
             await self.controller.queue.stop()

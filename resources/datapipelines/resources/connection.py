@@ -1152,6 +1152,12 @@ class ConnectionStatus(K8sModel):
     last_schedule_time: datetime | None = Field(
         default=None, description="The last schedule tick that made a run."
     )
+    last_success_time: datetime | None = Field(
+        default=None,
+        description="When the newest successful run ended; kept when later runs fail and "
+        "when runs are pruned (exported as datapipelines_connection_last_success_timestamp_"
+        "seconds).",
+    )
 
 
 class PipelineConnection(K8sModel):

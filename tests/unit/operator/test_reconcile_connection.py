@@ -379,6 +379,7 @@ def test_completed_job_ends_the_run_and_the_connection_last_run_comes_first() ->
         "lastRunDurationMs": 4000,
         "lastRunAttempts": 1,
         "lastRunName": "demo-aaaaa",
+        "lastSuccessTime": ts(-5),  # when it ended
     }
     assert [e.reason for e in conn_patch.events] == ["RunSucceeded"]
 
@@ -1200,3 +1201,15 @@ def test_a_run_ending_wakes_the_connections_waiting_for_its_destination() -> Non
     assert only(run_patches(d, "a-run")).phase is RunPhase.SUCCEEDED
     assert d.wake == {("conn", NS, "b")}  # without waiting for a resync
     assert only(of_type(w.step("b"), StartRun)).run.name == "b-run"
+
+
+def test_last_success_time_stays_when_later_runs_fail_and_only_moves_forward() -> None:
+    status = ready_status(lastSuccessTime=ts(-10), lastRunAt=ts(-20), lastRunName="demo-ok")
+    failed = decide_connection(
+        ready_conn(status=status),
+        running(),
+        job_body(failed=("BackoffLimitExceeded", "Job has reached the specified backoff limit")),
+    )
+    for action in failed.actions:
+        if isinstance(action, PatchConnectionStatus):
+            assert "lastSuccessTime" not in action.patch

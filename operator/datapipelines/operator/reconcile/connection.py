@@ -542,6 +542,21 @@ def _last_run(b: _Builder) -> dict[str, object] | None:
     return found
 
 
+def _last_success(b: _Builder) -> datetime | None:
+    """When the newest successful run in memory ended (runs ending in this reconcile count)."""
+    newest: datetime | None = None
+    for run in b.state.runs:
+        phase: RunPhase | None
+        if run.name in b.ended:
+            _, phase, obs = b.ended[run.name]
+            end = obs.completion_time if obs else run.status.completion_time
+        else:
+            phase, end = run.phase, run.status.completion_time
+        if phase is RunPhase.SUCCEEDED and end is not None and (newest is None or end > newest):
+            newest = end
+    return newest
+
+
 def _connection_status(
     b: _Builder, conn: ConnectionView, problems: list[validation.Problem]
 ) -> None:
@@ -577,6 +592,11 @@ def _connection_status(
             b.conn_events += b.event(
                 connection_ref(conn), "Warning", problems[0].reason, problems[0].message
             )
+    success = _last_success(b)
+    if success is not None and (
+        status.last_success_time is None or success > status.last_success_time
+    ):
+        b.conn_patch["lastSuccessTime"] = format_time(success)
     last = _last_run(b)
     if last is None:
         return
