@@ -156,6 +156,7 @@ KINDS: list[dict[str, Any]] = [
             _printer("Connection", "string", ".spec.connectionName"),
             _printer("Trigger", "string", ".spec.trigger"),
             _printer("Phase", "string", ".status.phase"),
+            _printer("Reason", "string", ".status.reason"),
             _printer("Attempts", "integer", ".status.attempts"),
             _printer(
                 "Records",
@@ -165,6 +166,7 @@ KINDS: list[dict[str, Any]] = [
             ),
             _printer("Rows", "integer", ".status.result.rowsInserted"),
             _printer("Started", "date", ".status.startTime"),
+            _printer("Completed", "date", ".status.completionTime"),
             _printer(
                 "Message",
                 "string",
@@ -184,10 +186,18 @@ KINDS: list[dict[str, Any]] = [
         "short": "pbatch",
         "names": [],
         "columns": [
-            _printer("State", "string", ".status.state"),
+            _printer(
+                "Phase",
+                "string",
+                '.status.conditions[?(@.type=="Complete")].reason',
+                description="Queued, Running, Finished or Cancelled (status.state, capitalised "
+                "like a run's phase)",
+            ),
+            _printer("State", "string", ".status.state", priority=1),
             _printer("Current", "string", ".status.current"),
             _printer("Connections", "string", ".spec.connections", priority=1),
             _printer("Started", "date", ".status.startedAt"),
+            _printer("Finished", "date", ".status.finishedAt"),
             _printer("Age", "date", ".metadata.creationTimestamp"),
         ],
     },

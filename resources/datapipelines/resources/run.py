@@ -8,6 +8,7 @@ everything else in ``status``.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 
@@ -273,6 +274,15 @@ class RunStatus(K8sModel):
     """Observed state of a run."""
 
     phase: RunPhase | None = Field(default=None, description="Mirror of the condition's reason.")
+    reason: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Why the run ended, in one CamelCase word (set once it ended): Completed, "
+        "Cancelled, or the cause of a failure — BackoffLimitExceeded, DeadlineExceeded, "
+        "OOMKilled, ImagePullBackOff, SecretNotFound, PodNotStarted, JobDeleted, "
+        "BadCredentials, SourceHTTPError, SourceUnreachable, DestinationUnreachable, "
+        "ContractViolation, InvalidConfiguration, SyncFailed, …",
+    )
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS)
     sequence: int | None = Field(
         default=None,
@@ -362,3 +372,68 @@ class PipelineRun(K8sModel):
         assert created is not None
         seq = self.status.sequence if self.status.sequence is not None else self.metadata.rv()
         return (created, seq, self.metadata.name)
+
+
+_LEADING_REASON = re.compile(r"^([A-Z][A-Za-z0-9]{2,63}):")
+#: The runner's error kinds (`kind: message`, runner errors.py) as reasons.
+RUNNER_KIND_REASONS = {
+    "bad credentials": "BadCredentials",
+    "source unreachable": "SourceUnreachable",
+    "destination unreachable": "DestinationUnreachable",
+    "destination refused": "DestinationRefused",
+    "destination conflict": "DestinationConflict",
+    "contract violation": "ContractViolation",
+    "bad config": "InvalidConfiguration",
+    "invalid connection spec": "InvalidConfiguration",
+    "sync failed": "SyncFailed",
+    "cancelled": "Cancelled",
+}
+#: What a pod that could not start says, most specific first.
+_POD_CAUSES = (
+    ("OOMKilled", "OOMKilled"),
+    ("ImagePullBackOff", "ImagePullBackOff"),
+    ("ErrImagePull", "ImagePullBackOff"),
+    ("ErrImageNeverPull", "ImagePullBackOff"),
+    ("InvalidImageName", "ImagePullBackOff"),
+    ("CreateContainerConfigError", "CreateContainerConfigError"),
+    ("Unschedulable", "Unschedulable"),
+    ("Evicted", "Evicted"),
+)
+_GENERIC_JOB_REASONS = frozenset({"BackoffLimitExceeded", "JobFailed", "PodFailurePolicy"})
+
+
+def runner_error_reason(error: str | None) -> str | None:
+    """The reason of a runner error (`bad credentials: …` → BadCredentials), None if unknown."""
+    if not error:
+        return None
+    kind = error.split(":", 1)[0].strip().lower()
+    if kind.startswith("source http"):
+        return "SourceHTTPError"
+    return RUNNER_KIND_REASONS.get(kind)
+
+
+def end_reason(phase: RunPhase, message: str, error: str | None = None) -> str | None:
+    """`status.reason` of a run that ended in `phase` with its condition `message` and its
+    result's `error` (pure): the most specific cause found, None while it has not ended."""
+    if phase is RunPhase.SUCCEEDED:
+        return "Completed"
+    if phase is RunPhase.CANCELLED:
+        return "Cancelled"
+    if phase is not RunPhase.FAILED:
+        return None
+    text = f"{message} {error or ''}"
+    if 'secret "' in text.lower() and "not found" in text.lower():
+        return "SecretNotFound"
+    leading = _LEADING_REASON.match(message or "")
+    token = leading.group(1) if leading else None
+    if token is None or token in _GENERIC_JOB_REASONS or token == "PodNotStarted":
+        for needle, reason in _POD_CAUSES:
+            if needle in text:
+                return reason
+    if token is None or token in _GENERIC_JOB_REASONS:
+        from_runner = runner_error_reason(error) or runner_error_reason(
+            message.split("runner: ", 1)[1] if "runner: " in message else None
+        )
+        if from_runner is not None:
+            return from_runner
+    return token or runner_error_reason(message) or "Failed"

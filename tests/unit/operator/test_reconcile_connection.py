@@ -368,6 +368,7 @@ def test_completed_job_ends_the_run_and_the_connection_last_run_comes_first() ->
     assert isinstance(conn_patch, PatchConnectionStatus) and isinstance(run_patch, PatchRunStatus)
     assert run_patch.precondition is True
     assert run_patch.patch["completionTime"] == ts(-5)
+    assert run_patch.patch["reason"] == "Completed"
     assert run_patch.patch["result"]["rowsInserted"] == 7
     assert run_patch.patch["result"]["source"] == "TerminationMessage"
     cond = condition(run_patch.patch)

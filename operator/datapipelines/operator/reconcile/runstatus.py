@@ -13,6 +13,7 @@ from datapipelines.resources.run import (
     PipelineRun,
     RunPhase,
     RunResult,
+    end_reason,
 )
 from datapipelines.resources.times import format_time
 
@@ -51,6 +52,10 @@ def run_patch(
     }
     for key, value in fields.items():
         desired[camel[key]] = _jsonable(value)
+    if phase.terminal:
+        result = fields.get("result")
+        error = result.error if isinstance(result, RunResult) else None
+        desired["reason"] = end_reason(phase, message, error)
     current = run.status.model_dump(by_alias=True, mode="json")
     old = find_condition(status.conditions, CONDITION_SUCCEEDED)
     condition_same = old is not None and old.reason == phase.value and old.message == message
