@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -40,6 +41,7 @@ from .reconcile.actions import (
     PatchBatchStatus,
     PatchConnectionStatus,
     PatchRunStatus,
+    ReadPodWarning,
     StartRun,
     connection_ref,
     run_ref,
@@ -114,6 +116,8 @@ class Executor:
                 await self._start(action, out)
             case DeleteJob():
                 await self._delete_job(action.run, action.job.uid, action.job.name, action.why)
+            case ReadPodWarning():
+                await self._read_pod_warning(action, out)
             case PatchConnectionStatus():
                 conn = action.connection
                 obj = await self.kube.patch_status(
@@ -150,6 +154,30 @@ class Executor:
                 log.info("batch %s/%s deleted: %s", meta.namespace, meta.name, action.why)
 
     # ------------------------------------------------------------------ runs
+
+    async def _read_pod_warning(self, action: ReadPodWarning, out: Outcome) -> None:
+        """The pod's newest Warning event, remembered for the next reconcile (which fails the
+        run naming it); "" when there is none or it cannot be read (the run then fails with
+        what the pod's status says)."""
+        pod = action.pod
+        warning = ""
+        try:
+            listed = await self.kube.request(
+                "GET",
+                f"/api/v1/namespaces/{quote(pod.namespace)}/events",
+                query={
+                    "fieldSelector": f"involvedObject.uid={pod.uid},type=Warning",
+                    "limit": 100,
+                },
+                deadline=5,
+            )
+            warning = newest_warning((listed or {}).get("items") or [])
+        except NotLeading:
+            raise
+        except Exception as exc:  # events are a courtesy: never block the run's end on them
+            log.warning("cannot read the events of pod %s: %s", pod.name, exc)
+        self.store.remember_pod_warning(pod.uid, warning)
+        out.after(0.05)
 
     def _remember_run(self, obj: dict[str, Any]) -> None:
         view = run_view(obj)
@@ -358,3 +386,23 @@ class Executor:
                 raise
             except Exception as exc:  # posting is best effort
                 log.debug("could not post event %s: %s", event.reason, exc)
+
+
+def newest_warning(events: list[dict[str, Any]]) -> str:
+    """``Reason: message`` of the newest event (by last seen time), "" for none (pure)."""
+
+    def seen(event: dict[str, Any]) -> str:
+        series = event.get("series") or {}
+        return str(
+            series.get("lastObservedTime")
+            or event.get("lastTimestamp")
+            or event.get("eventTime")
+            or (event.get("metadata") or {}).get("creationTimestamp")
+            or ""
+        )
+
+    if not events:
+        return ""
+    newest = max(events, key=seen)
+    reason, message = newest.get("reason") or "", " ".join(str(newest.get("message") or "").split())
+    return f"{reason}: {message}"[:2000] if reason else message[:2000]

@@ -10,6 +10,7 @@ outcome is unknown the message says so.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -70,6 +71,8 @@ class Observed:
     """The Job must go: a cancel request, or a pod that did not start in time."""
     recheck_at: datetime | None = None
     """When to look again even without an event (the start deadline)."""
+    read_warning_of: PodView | None = None
+    """A pod past the start deadline whose events were not read yet: read them, then decide."""
 
     @property
     def terminal(self) -> bool:
@@ -198,8 +201,14 @@ def derive(
     cancel_requested: bool,
     start_timeout_seconds: int,
     now: datetime,
+    pod_warnings: Mapping[str, str] | None = None,
 ) -> Observed:
-    """The state of a run whose Job exists or existed (``job`` None = it is gone)."""
+    """The state of a run whose Job exists or existed (``job`` None = it is gone).
+
+    ``pod_warnings``: the newest Warning event of pods already asked about (by pod uid, "" for
+    none); with it, a pod past the start deadline is first asked about (``read_warning_of``),
+    and the run fails naming the event's cause (the kubelet reports a missing Secret only
+    there). Without it the run fails at the deadline with what the pod's status says."""
     attempts = max(count_attempts(job, pods), run.status.attempts or 0)
     start = run.status.start_time or (job.created if job else None)
 
@@ -274,8 +283,21 @@ def derive(
         return Observed(phase=RunPhase.RUNNING, message=message, attempts=attempt, start_time=start)
     problem = pod_problem(current) if current is not None else None
     if now >= deadline:
-        why = problem or (
-            "the pod was not created" if current is None else f"the pod is {current.phase}"
+        warning = None
+        if problem is None and current is not None and pod_warnings is not None:
+            warning = pod_warnings.get(current.uid)
+            if warning is None:
+                return Observed(
+                    phase=RunPhase.RUNNING,
+                    message=attempt_message(attempt, problem),
+                    attempts=attempt,
+                    start_time=start,
+                    read_warning_of=current,
+                )
+        why = (
+            problem
+            or warning
+            or ("the pod was not created" if current is None else f"the pod is {current.phase}")
         )
         error = (
             f"{REASON_POD_NOT_STARTED}: the runner's pod did not start within "

@@ -129,6 +129,11 @@ class _Overlay:
             self.drop(key)
 
 
+#: Pods whose start problem is remembered (each is read once, when its run's start deadline
+#: passes; the run fails then, so an entry is needed for one reconcile).
+MAX_POD_WARNINGS = 1000
+
+
 class Store:
     """Reads of connections, runs, Jobs, pods and batches (all in memory)."""
 
@@ -146,6 +151,9 @@ class Store:
         self._pods = pods
         self._batches = batches
         self._overlay = _Overlay()
+        #: pod uid → its newest Warning event ("Reason: message", "" for none), read once for
+        #: a pod that did not start in time (the kubelet says why only in events)
+        self._pod_warnings: dict[str, str] = {}
 
     @classmethod
     def of(
@@ -182,6 +190,15 @@ class Store:
         object the index no longer holds is dropped at once (it was deleted meanwhile); a
         created object waits for the watch up to OVERLAY_TTL_SECONDS."""
         self._overlay.put((kind, namespace, name), time.monotonic(), created, obj)
+
+    def pod_warning(self, uid: str) -> str | None:
+        """The pod's newest Warning event as read, "" when it had none, None if never read."""
+        return self._pod_warnings.get(uid)
+
+    def remember_pod_warning(self, uid: str, warning: str) -> None:
+        self._pod_warnings[uid] = warning
+        while len(self._pod_warnings) > MAX_POD_WARNINGS:  # oldest first out: bounded
+            del self._pod_warnings[next(iter(self._pod_warnings))]
 
     def forget(self, uid: str) -> None:
         """An object this operator just deleted (or found gone): hide it until the watch drops

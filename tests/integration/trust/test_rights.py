@@ -39,6 +39,7 @@ MUST = {
         ("delete", "jobs"),
         ("watch", "pods"),
         ("create", "events"),
+        ("list", "events"),  # once, for a pod that did not start in time
         ("update", "leases"),
         # a token-rotating connection's runner identity (dp-oauth2-<connection>)
         ("create", "serviceaccounts"),

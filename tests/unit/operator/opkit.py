@@ -29,6 +29,7 @@ from datapipelines.operator.reconcile.actions import (
     PatchBatchStatus,
     PatchConnectionStatus,
     PatchRunStatus,
+    ReadPodWarning,
     StartRun,
 )
 from datapipelines.operator.reconcile.runstatus import started_patch
@@ -586,6 +587,8 @@ class World:
         self._rv = 1000
         self.log: list[tuple[str, ...]] = []
         self.conflicts: list[str] = []
+        self.pod_warnings: dict[str, str] = {}  # what ReadPodWarning read, by pod uid
+        self.events_of_pods: dict[str, str] = {}  # the newest Warning event of a pod, by name
         for body in bodies:
             self.put(body)
 
@@ -612,7 +615,10 @@ class World:
         return views.connection_view(body)
 
     def store(self) -> Store:
-        return store_of(*self.objects.values())
+        store = store_of(*self.objects.values())
+        for uid, warning in self.pod_warnings.items():
+            store.remember_pod_warning(uid, warning)
+        return store
 
     def decide(self, name: str = "demo", now: datetime = NOW) -> Decision:
         state = connection_reconcile.gather(self.store(), NS, name)
@@ -721,6 +727,8 @@ class World:
                 if body is not None:
                     body["metadata"]["labels"] = {**body["metadata"]["labels"], **action.labels}
                     self._bump(body)
+            case ReadPodWarning():
+                self.pod_warnings[action.pod.uid] = self.events_of_pods.get(action.pod.name, "")
             case _:  # pragma: no cover - a new action: teach the World
                 raise NotImplementedError(type(action).__name__)
 

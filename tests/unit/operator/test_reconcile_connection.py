@@ -47,6 +47,7 @@ from tests.unit.operator.opkit import (
     run_patches,
     running_status,
     settings,
+    store_of,
     ts,
 )
 
@@ -559,6 +560,50 @@ def test_a_stuck_pod_fails_the_run_after_start_timeout(pod_kw: dict | None, why:
     assert text.startswith("PodNotStarted: ") and "120 s (startTimeoutSeconds)" in text
     assert text.endswith(why)
     assert failed.delete_job is not None and failed.delete_job.name == "demo-aaaaa"
+
+
+def test_a_pod_stuck_without_a_status_reason_is_explained_by_its_newest_warning() -> None:
+    """A Secret volume that does not exist: the pod stays Pending with no reason in its status;
+    the kubelet says why only in an Event (FailedMount). The run is failed naming it."""
+    from datapipelines.operator.executor import newest_warning
+    from datapipelines.operator.reconcile import connection as connection_reconcile
+    from datapipelines.operator.reconcile.actions import ReadPodWarning
+
+    conn = ready_conn(startTimeoutSeconds=120)
+    objects = [conn, running(), job_body(active=1, created=-50), pod_body(created=-45)]
+    store = store_of(*objects)
+    deadline = at(-45 + 120)
+    d = connection_reconcile.decide(
+        connection_reconcile.gather(store, NS, "demo"), settings(), deadline
+    )
+    (read,) = of_type(d, ReadPodWarning)
+    assert all(not p.phase.terminal for p in run_patches(d)), "not failed before it is read"
+    events = [
+        {"reason": "FailedScheduling", "message": "old", "lastTimestamp": "2026-03-02T07:00:00Z"},
+        {
+            "reason": "FailedMount",
+            "message": 'MountVolume.SetUp failed for volume "secret-0" : secret "pg" not found',
+            "lastTimestamp": "2026-03-02T07:01:00Z",
+        },
+    ]
+    store.remember_pod_warning(read.pod.uid, newest_warning(events))
+    d = connection_reconcile.decide(
+        connection_reconcile.gather(store, NS, "demo"), settings(), deadline
+    )
+    failed = only(run_patches(d))
+    assert failed.phase is RunPhase.FAILED and not of_type(d, ReadPodWarning)
+    assert message_of(failed).endswith(
+        'FailedMount: MountVolume.SetUp failed for volume "secret-0" : secret "pg" not found'
+    )
+    assert failed.patch["reason"] == "SecretNotFound"
+    store.remember_pod_warning(read.pod.uid, "")  # no event: what the pod's status says
+    d = connection_reconcile.decide(
+        connection_reconcile.gather(store, NS, "demo"), settings(), deadline
+    )
+    failed = only(run_patches(d))
+    assert message_of(failed).endswith("the pod is Pending")
+    assert failed.patch["reason"] == "PodNotStarted"
+    assert newest_warning([]) == ""
 
 
 def test_a_started_pod_is_not_held_to_the_start_timeout() -> None:

@@ -9,7 +9,7 @@ from datapipelines.resources import API_VERSION, CONNECTION_KIND, RUN_KIND
 from datapipelines.resources.batch import PipelineBatch
 from datapipelines.resources.run import PipelineRun, RunPhase
 
-from ..views import ConnectionView, JobView
+from ..views import ConnectionView, JobView, PodView
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,15 @@ class DeleteJob:
 
 
 @dataclass(frozen=True)
+class ReadPodWarning:
+    """Read the newest Warning event of a pod that did not start (a missing Secret or key, an
+    image that cannot be pulled, no node): the next reconcile names it as the cause."""
+
+    run: PipelineRun
+    pod: PodView
+
+
+@dataclass(frozen=True)
 class PatchConnectionStatus:
     connection: ConnectionView
     patch: dict[str, Any]
@@ -119,6 +128,7 @@ Action = (
     | PatchRunStatus
     | StartRun
     | DeleteJob
+    | ReadPodWarning
     | PatchConnectionStatus
     | CreateRun
     | DeleteRun

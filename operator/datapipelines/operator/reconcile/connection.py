@@ -56,6 +56,7 @@ from .actions import (
     LabelRun,
     PatchConnectionStatus,
     PatchRunStatus,
+    ReadPodWarning,
     StartRun,
     connection_ref,
     run_ref,
@@ -98,6 +99,8 @@ class ConnectionState:
     batches: dict[str, PipelineBatch | None] = field(default_factory=dict)
     peers: list[Peer] = field(default_factory=list)
     peer_pods: list[PeerPod] = field(default_factory=list)
+    pod_warnings: dict[str, str] = field(default_factory=dict)
+    """Newest Warning event of the runs' pods that were asked about (by pod uid)."""
 
 
 def runner_alive(pod: PodView) -> bool:
@@ -151,6 +154,10 @@ def gather(store: Store, namespace: str, name: str) -> ConnectionState:
         if not own and store.jobs_of(namespace, run.name):
             state.foreign_jobs.add(run.name)
         state.pods[run.name] = run_pods(store, namespace, run)
+        for pod in state.pods[run.name]:
+            warning = store.pod_warning(pod.uid)
+            if warning is not None:
+                state.pod_warnings[pod.uid] = warning
         batch = batch_label(run.metadata)
         if batch and batch not in state.batches:
             state.batches[batch] = store.batch(namespace, batch)
@@ -349,6 +356,7 @@ def _follow_started(b: _Builder, running: list[PipelineRun], *, quiet: bool = Fa
                 cancel_requested=_cancel_requested(run, state),
                 start_timeout_seconds=spec.start_timeout_seconds if spec else 300,
                 now=b.now,
+                pod_warnings=state.pod_warnings,
             )
         except Exception as error:  # one run's bad input never jams the key
             obs = _unreadable(run, job, error, b.now)
@@ -367,6 +375,8 @@ def _follow_started(b: _Builder, running: list[PipelineRun], *, quiet: bool = Fa
             b.decision.actions.append(PatchRunStatus(run, patch, RunPhase.RUNNING))
         if obs.delete_job and job is not None and not job.deleting:
             b.decision.actions.append(DeleteJob(run, job, obs.message))
+        if obs.read_warning_of is not None:
+            b.decision.actions.append(ReadPodWarning(run, obs.read_warning_of))
         if obs.recheck_at is not None:
             b.decision.after((obs.recheck_at - b.now).total_seconds())
 
