@@ -8,11 +8,14 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 
+import jsonschema
 import pytest
 
 from datapipelines.resources.logformat import JsonFormatter, TextFormatter
+from tests.support.tools import REPO_ROOT
 
 SCHEMA_KEYS = {"ts", "level", "logger", "msg"}
+LOG_SCHEMA = json.loads((REPO_ROOT / "docs" / "log-schema.json").read_text())
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -54,6 +57,7 @@ def test_each_component_writes_the_one_schema(
     )
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
     line = next(x for x in lines if x.get("logger") == "datapipelines.test")
+    jsonschema.validate(line, LOG_SCHEMA)  # docs/log-schema.json, the documented schema
     assert set(line) >= SCHEMA_KEYS and TS.match(line["ts"])
     assert (line["level"], line["msg"], line["run"], line["connection"]) == (
         "warning", "run r-1 failed", "r-1", "c",
@@ -70,3 +74,11 @@ def test_kopf_object_references_and_redaction() -> None:
     assert line["msg"] == "token=*** seen" and "k8s_skip" not in line
     text = TextFormatter(redact=hide).format(record)
     assert text.endswith("token=*** seen namespace=team-a object=pipelinerun/r-1")
+
+
+def test_the_schema_refuses_other_shapes() -> None:
+    with pytest.raises(jsonschema.ValidationError):  # kopf's own shape, before this round
+        jsonschema.validate({"timestamp": "x", "severity": "info", "message": "m"}, LOG_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):  # local time without milliseconds
+        line = {"ts": "2026-12-07T12:00:00", "level": "info", "logger": "a", "msg": "m"}
+        jsonschema.validate(line, LOG_SCHEMA)
