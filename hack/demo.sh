@@ -131,10 +131,12 @@ up() {
       "mkdir -p $WAREHOUSE_DIR/$NS && chown 10001:10001 $WAREHOUSE_DIR/$NS"
   fi
   log "helm upgrade --install $RELEASE"
+  # The chart's image tags default to its appVersion; the images built above are tagged dev.
   "$HELM" upgrade --install "$RELEASE" "$ROOT/deploy/helm/datapipelines" -n "$NS" \
     --set hostNetwork=true --set kubeApiServer="$api_server" \
     --set warehouse.persistence.hostPath="$WAREHOUSE_DIR" \
     --set api.existingSecret=datapipelines-demo-api-key --set logFormat=text \
+    --set image.tag=dev --set runner.image.tag=dev \
     --set-string "operator.podAnnotations.datapipelines\.io/image-id=$app_id" \
     --set-string "api.podAnnotations.datapipelines\.io/image-id=$app_id" \
     --wait --timeout 5m >/dev/null

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.chart import CHART, render_chart
+from tests.support.chart import CHART, kube_version, load_strict, render_chart, template_command
 from tests.support.tools import REPO_ROOT, helm_binary
 
 
@@ -37,7 +37,9 @@ def test_chart_crds_are_exactly_the_repository_crds() -> None:
 
 def test_helm_lint_is_clean(helm: Path) -> None:
     result = subprocess.run(
-        [str(helm), "lint", "--strict", str(CHART)], capture_output=True, text=True
+        [str(helm), "lint", "--strict", "--kube-version", kube_version(), str(CHART)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -97,7 +99,7 @@ def test_api_key_secret_generated_or_existing(helm: Path) -> None:
 
 
 def render_text(helm: Path, *args: str) -> str:
-    cmd = [str(helm), "template", "rel", str(CHART), "--namespace", "dp", *args]
+    cmd = template_command("rel", "dp", *args)
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
@@ -108,7 +110,7 @@ def test_gitops_values_render_identically_and_without_a_secret(helm: Path) -> No
     gitops = str(CHART.parent / "examples" / "gitops-values.yaml")
     first, second = (render_text(helm, "-f", gitops) for _ in range(2))
     assert first == second
-    docs = [d for d in yaml.safe_load_all(first) if d]
+    docs = load_strict(first)
     assert not by_kind(docs, "Secret")
     api = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
     env = {e["name"]: e for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -266,7 +268,7 @@ def test_optional_parts(helm: Path) -> None:
     ["logFormat=xml", "api.port=0", "image.pullPolicy=Sometimes", "operator.replicas=-1"],
 )
 def test_schema_rejects_bad_values(helm: Path, bad: str) -> None:
-    args = [str(helm), "template", "rel", str(CHART), "--set", bad]
+    args = template_command("rel", "default", "--set", bad)
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
@@ -363,20 +365,6 @@ def test_service_account_annotations(helm: Path) -> None:
     assert "annotations" not in by_kind(render(helm), "ServiceAccount")[0]["metadata"]
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Refuses a mapping that holds a key twice (yamllint and go-yaml v3 do)."""
-
-
-def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
-    twice = {k for k in keys if keys.count(k) > 1}
-    assert not twice, f"duplicate keys {twice} at line {node.start_mark.line + 1}"
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
-
-
 @pytest.mark.parametrize(
     "sets",
     [
@@ -391,16 +379,15 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
     ],
 )
 def test_every_manifest_parses_strictly(helm: Path, sets: tuple[str, ...]) -> None:
-    args = [str(helm), "template", "rel", str(CHART), "--namespace", "dp"]
+    args = template_command("rel", "dp")
     for item in sets:
         args += ["--set", item]
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
-    docs = [d for d in yaml.load_all(out, Loader=_StrictLoader) if d]
-    assert docs
+    assert load_strict(out)
 
 
 def test_two_shards_of_one_name_are_refused(helm: Path) -> None:
-    args = [str(helm), "template", "rel", str(CHART), "--namespace", "dp"]
+    args = template_command("rel", "dp")
     for i in (0, 1):
         args += [
             "--set",

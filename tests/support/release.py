@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datapipelines.resources.podcontract import RUNNER_UID
+from tests.support.chart import LOCAL_IMAGE_VALUES
 from tests.support.cluster import API_SERVER, KUBECONFIG, STATE_DIR, kubectl
 from tests.support.kube import delete_namespace
 from tests.support.processes import free_port
@@ -74,6 +75,7 @@ def install_release(prefix: str, *extra: str) -> Release:
         f"operator.metricsPort={free_port()}",
         f"warehouse.persistence.hostPath={WAREHOUSE_HOST_DIR}",
         "logFormat=text",
+        *LOCAL_IMAGE_VALUES,  # the chart defaults to its appVersion's tag; ours are built as dev
         *extra,
     ]
     sets = [arg for value in values for arg in ("--set", value)]

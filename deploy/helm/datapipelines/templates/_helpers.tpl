@@ -156,3 +156,38 @@ chart and missing here fails tests/chart/test_chart.py. */}}
 {{- range .Values.sandbox.deniedSecrets }}{{- $denied = append $denied . -}}{{- end -}}
 {{- $denied | compact | uniq | join "," -}}
 {{- end -}}
+
+{{/* The budget of a PodDisruptionBudget from its values (minAvailable or maxUnavailable, at most
+one; neither = maxUnavailable 1):
+include "datapipelines.pdbBudget" (dict "pdb" .Values.api.podDisruptionBudget "path" "api.podDisruptionBudget"). */}}
+{{- define "datapipelines.pdbBudget" -}}
+{{- $hasMin := not (kindIs "invalid" .pdb.minAvailable) -}}
+{{- $hasMax := not (kindIs "invalid" .pdb.maxUnavailable) -}}
+{{- if and $hasMin $hasMax -}}
+{{- fail (printf "%s: set minAvailable or maxUnavailable, not both" .path) -}}
+{{- end -}}
+{{- if $hasMin -}}
+minAvailable: {{ kindIs "string" .pdb.minAvailable | ternary (.pdb.minAvailable | quote) (.pdb.minAvailable | int) }}
+{{- else if $hasMax -}}
+maxUnavailable: {{ kindIs "string" .pdb.maxUnavailable | ternary (.pdb.maxUnavailable | quote) (.pdb.maxUnavailable | int) }}
+{{- else -}}
+maxUnavailable: 1
+{{- end -}}
+{{- end -}}
+
+{{/* ResourceRequirements-shaped values ({requests: {...}, limits: {...}}) as JSON with every
+quantity a string: `--set runner.resources.limits.cpu=2` (or `cpu: 2` in a values file) is a
+number to Helm, and the operator's settings take quantities as strings only. */}}
+{{- define "datapipelines.quantitiesJson" -}}
+{{- $out := dict -}}
+{{- range $part, $values := (. | default dict) -}}
+{{- $quantities := dict -}}
+{{- range $key, $value := ($values | default dict) -}}
+{{- if not (kindIs "invalid" $value) -}}
+{{- $_ := set $quantities $key (toString $value) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $out $part $quantities -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}

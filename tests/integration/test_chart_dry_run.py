@@ -1,0 +1,45 @@
+"""Every value combination of the chart accepted by the real apiserver: a server-side dry run
+of what `helm template` renders (the schema, admission and defaulting of each object; nothing
+is created). ServiceMonitors are left out: the cluster has no Prometheus operator CRDs."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from tests.chart.test_chart_values import COMBINATIONS
+from tests.support.chart import render_chart
+from tests.support.cluster import KUBECONFIG
+from tests.support.kube import create_namespace, delete_namespace
+from tests.support.tools import kubectl_binary
+
+pytestmark = [pytest.mark.cluster]
+
+
+@pytest.fixture(scope="module")
+def namespace(crds: None) -> str:
+    ns = create_namespace("dp-chart")
+    yield ns  # type: ignore[misc]
+    delete_namespace(ns)
+
+
+@pytest.mark.parametrize("name", sorted(COMBINATIONS))
+def test_the_apiserver_accepts_every_combination(namespace: str, name: str) -> None:
+    docs = [
+        d
+        for d in render_chart("dry", namespace, *COMBINATIONS[name])
+        if d["kind"] != "ServiceMonitor"
+    ]
+    assert docs
+    done = subprocess.run(
+        [str(kubectl_binary()), "--kubeconfig", str(KUBECONFIG), "apply", "-n", namespace,
+         "--dry-run=server", "--server-side", "--force-conflicts", "--field-manager=chart-test",
+         "-f", "-"],
+        input=yaml.safe_dump_all(docs),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{name}: {done.stderr}"
