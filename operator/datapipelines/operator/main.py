@@ -238,6 +238,9 @@ async def run_operator(settings: Settings) -> int:
 def main() -> None:
     settings = Settings()
     _configure_logging(settings)
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()  # no `_created` series (Prometheus derives start times itself)
     memory.enable()  # this process's indexes: frozen out of the collector's way once in sync
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads it
