@@ -161,7 +161,9 @@ def render_job(
         "env": runner_env(connection, namespace, run, spec, settings),
         "volumeMounts": mounts,
         "terminationMessagePath": pod.TERMINATION_LOG,
-        "terminationMessagePolicy": "File",
+        # the runner's JSON result when it wrote one; a runner that crashed before writing it
+        # leaves the end of its log instead (≤ 2 KiB), so the failure names its own last error
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": copy.deepcopy(RESTRICTED_CONTAINER),
     }
     own = spec.runner.resources.to_k8s() if spec.runner.resources is not None else None

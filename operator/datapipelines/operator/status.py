@@ -110,7 +110,7 @@ def pod_problem(pod: PodView) -> str | None:
         if c.reason not in ("Completed", "Error", ""):
             return f"{c.reason}: runner terminated with exit code {c.exit_code}"
         if c.exit_code not in (None, 0) and parse_termination_message(c.message) is None:
-            text = c.message.strip()
+            text = last_error_line(c.message)
             suffix = f": {text[:2000]}" if text else ""
             return f"ExitCode{c.exit_code}: runner exited with code {c.exit_code}{suffix}"
     if pod.reason in ("Evicted", "DeadlineExceeded", "Preempting"):
@@ -118,6 +118,22 @@ def pod_problem(pod: PodView) -> str | None:
     if pod.unschedulable:
         return pod.unschedulable
     return None
+
+
+def last_error_line(tail: str) -> str:
+    """What a crashed runner said last (its termination message is then the end of its log):
+    the message of the last error line of the log schema, else the last line (pure)."""
+    lines = [line.strip() for line in (tail or "").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if not line.startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+            return str(entry.get("msg") or "")
+    return lines[-1] if lines else ""
 
 
 def started(pod: PodView) -> bool:

@@ -112,7 +112,7 @@ def test_restricted_security_contexts() -> None:
     psc = pod_spec(job)["securityContext"]
     assert psc["runAsNonRoot"] is True and psc["fsGroup"] == 10001
     assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert c["terminationMessagePolicy"] == "File"
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert c["terminationMessagePath"] == "/dev/termination-log"
     assert pod_spec(job)["enableServiceLinks"] is False
     assert pod_spec(job)["serviceAccountName"] == "datapipelines-runner"

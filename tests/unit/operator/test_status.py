@@ -379,3 +379,20 @@ def test_no_pod_yet_counts_from_the_job_creation() -> None:
     assert obs.message == "attempt 1" and obs.recheck_at == at(10)
     obs = observe(timeout=60, now_offset=10)
     assert obs.phase is RunPhase.FAILED and obs.message.endswith("the pod was not created")
+
+
+def test_a_crashed_runner_is_named_by_its_last_error_line() -> None:
+    from datapipelines.operator.status import last_error_line
+
+    tail = "\n".join(
+        [
+            '{"ts": "2026-12-08T01:00:00.000Z", "level": "info", "logger": "x", "msg": "start"}',
+            '{"ts": "2026-12-08T01:00:01.000Z", "level": "error", "logger": "x", '
+            '"msg": "cannot import dlt: No module named dlt"}',
+            "Traceback (most recent call last):",
+            "ModuleNotFoundError: No module named 'dlt'",
+        ]
+    )
+    assert last_error_line(tail) == "cannot import dlt: No module named dlt"
+    assert last_error_line("plain text\nSegmentation fault\n") == "Segmentation fault"
+    assert last_error_line("") == ""
