@@ -13,7 +13,7 @@ from tests.chart.test_chart_values import COMBINATIONS
 from tests.support.chart import render_chart
 from tests.support.cluster import KUBECONFIG
 from tests.support.kube import create_namespace, delete_namespace
-from tests.support.tools import kubectl_binary
+from tests.support.tools import REPO_ROOT, kubectl_binary
 
 pytestmark = [pytest.mark.cluster]
 
@@ -43,3 +43,23 @@ def test_the_apiserver_accepts_every_combination(namespace: str, name: str) -> N
         timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, f"{name}: {done.stderr}"
+
+
+def test_the_kind_samples_are_valid_objects(namespace: str) -> None:
+    """deploy/samples/kind/ (the README's quick start on a cluster with pod networking): every
+    object accepted by the apiserver, with no host networking and the source reached by DNS."""
+    path = REPO_ROOT / "deploy" / "samples" / "kind" / "demo.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    for doc in docs:
+        pod = doc.get("spec", {}).get("template", {}).get("spec", {})
+        assert not pod.get("hostNetwork"), doc["metadata"]["name"]
+    (conn,) = [d for d in docs if d["kind"] == "PipelineConnection"]
+    assert conn["spec"]["source"]["restApi"]["baseUrl"] == "http://demo-source:8765/"
+    done = subprocess.run(
+        [str(kubectl_binary()), "--kubeconfig", str(KUBECONFIG), "apply", "-n", namespace,
+         "--dry-run=server", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
