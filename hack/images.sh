@@ -180,7 +180,7 @@ built+=("$BASE_IMAGE")
 for t in "${targets[@]}"; do
   case $t in
     app)
-      wheelhouse app operator,api
+      wheelhouse app operator,api deploy/docker/requirements.txt
       build_image "$APP_IMAGE" deploy/docker/Dockerfile build/wheels/app
       built+=("$APP_IMAGE")
       ;;
