@@ -6,11 +6,16 @@ writes them. Additions beyond the guide are marked "(addition)" in their descrip
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 TaskState = Literal["queued", "running", "finished", "cancelled"]
+
+
+#: A time as the API writes it (RFC 3339 in UTC, e.g. 2026-12-08T01:00:00Z): a string whose
+#: OpenAPI schema says `format: date-time`, so generated clients parse it as a time.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class ErrorBody(BaseModel):
@@ -36,7 +41,7 @@ class ConnectionOut(BaseModel):
     type: str
     enabled: bool
     schema_name: str
-    last_run_at: str | None = Field(description="Start time of the last finished run.")
+    last_run_at: Timestamp | None = Field(description="Start time of the last finished run.")
     concurrency_policy: str = Field(default="Forbid", description="(addition)")
     schedule: str | None = Field(default=None, description="Cron schedule (addition).")
     active_runs: list[str] = Field(
@@ -66,7 +71,7 @@ class ConnectionStatusOut(ConnectionOut):
         description="Where the last-run fields come from: a PipelineRun in the cluster or the "
         "connection's own status, which the operator keeps (addition).",
     )
-    last_success_at: str | None = Field(
+    last_success_at: Timestamp | None = Field(
         default=None,
         description="When the newest successful run ended, even if later runs failed "
         "(status.lastSuccessTime; addition).",
@@ -125,7 +130,7 @@ class ProgressOut(BaseModel):
     )
     jobs_done: int | None = None
     jobs_total: int | None = None
-    updated_at: str | None = None
+    updated_at: Timestamp | None = None
 
 
 class BatchRunOut(BaseModel):
@@ -146,8 +151,8 @@ class TaskStatusOut(BaseModel):
     current: str | None = None
     completed: list[str]
     canceled: bool
-    started_at: str | None
-    finished_at: str | None = None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None = None
     active: bool
     connection: str | None = Field(default=None, description="Set when kind=single.")
     result: RunResultOut | None = Field(
@@ -177,8 +182,8 @@ class HistoryEntryOut(BaseModel):
     status: Literal["succeeded", "failed", "cancelled"]
     phase: str
     success: bool
-    started_at: str | None = None
-    finished_at: str | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     duration_ms: int | None = None
     rows_inserted: int | None = None
     records_reported: int | None = None

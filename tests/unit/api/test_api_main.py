@@ -142,6 +142,16 @@ async def test_operation_ids_are_the_handlers_names_and_tags_are_described(
     described = {t["name"] for t in spec["tags"] if t.get("description")}
     used = {t for path in spec["paths"].values() for op in path.values() for t in op["tags"]}
     assert used <= described
+    schemas = spec["components"]["schemas"]
+    for model, field in [
+        ("ConnectionStatusOut", "last_run_at"),
+        ("ConnectionStatusOut", "last_success_at"),
+        ("HistoryEntryOut", "finished_at"),
+    ]:
+        options = schemas[model]["properties"][field].get("anyOf") or [
+            schemas[model]["properties"][field]
+        ]
+        assert {"type": "string", "format": "date-time"} in options, (model, field)
 
 
 async def test_docs_load_nothing_from_elsewhere(anon: httpx.AsyncClient) -> None:
