@@ -372,3 +372,24 @@ async def test_bad_batches_rejected(cluster: Cluster) -> None:
             cluster.ns, BATCH_PLURAL, "b-ok", {"spec": {"cancelRequested": False}}
         )
     assert info.value.status == 422 and "spec.cancelRequested" in str(info.value.body)
+
+
+@pytest.mark.parametrize(
+    ("field", "words"),
+    [
+        ("pipelineconnections.spec.concurrencyPolicy", "while one is active"),
+        ("pipelineconnections.spec.source.restApi.baseUrl", "URL"),
+        ("pipelineconnections.status.lastSuccessTime", "successful run"),
+        ("pipelineruns.status.reason", "CamelCase"),
+        ("pipelineruns.status.result.rowsInserted", "rows"),
+        ("pipelinebatches.status.state", "running"),
+    ],
+)
+def test_kubectl_explain_teaches_the_fields(crds: None, field: str, words: str) -> None:
+    """Every field has a description in the CRDs the apiserver serves (`kubectl explain`)."""
+    from tests.support.cluster import kubectl
+
+    explained = kubectl("explain", field).stdout
+    assert "DESCRIPTION:" in explained, explained
+    description = explained.split("DESCRIPTION:", 1)[1]
+    assert "<empty>" not in description and words.lower() in description.lower(), explained

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.integration.operator.opcluster import Cluster
-from tests.support.http_source import HttpSource
+from tests.support.http_source import HttpSource, demo_source_spec
 from tests.support.processes import OperatorProcess
 from tests.support.waiting import wait_until
 
@@ -159,3 +159,23 @@ async def test_operator_killed_mid_run_catches_up(
 
     await wait_until(caught_up, 30, what="the restarted operator caught up")
     assert len(await cluster.jobs()) == 1  # caught up, and no second Job for the run
+
+
+async def test_a_missing_secret_fails_the_run_naming_it(
+    cluster: Cluster, operator: OperatorProcess, http_source: HttpSource
+) -> None:
+    """The pod's Secret volume cannot mount: the pod stays Pending with nothing in its status;
+    the run fails at startTimeoutSeconds with the kubelet's event naming the Secret."""
+    source = demo_source_spec(http_source.url)
+    source["restApi"]["auth"] = {
+        "type": "bearer",
+        "tokenSecretRef": {"name": "no-such-secret", "key": "token"},
+    }
+    await cluster.connection("nosecret", source=source, retries=0, startTimeoutSeconds=20)
+    await cluster.run("nosecret-1", "nosecret")
+    run = await cluster.wait_phase("nosecret-1", "Succeeded", "Failed", seconds=120)
+    status = run["status"]
+    assert status["phase"] == "Failed" and status["reason"] == "SecretNotFound", status
+    assert cond(run)["reason"] == "Failed"  # the condition's reason stays the phase
+    message = cond(run)["message"]
+    assert message.startswith("PodNotStarted: ") and 'secret "no-such-secret" not found' in message
