@@ -33,6 +33,7 @@ CLI = str(Path(sys.executable).with_name("datapipelines"))
 TOOLS = {
     "list_connections",
     "connection_status",
+    "connection_schema",
     "run_connection",
     "start_run",
     "run_all_enabled",
@@ -103,12 +104,15 @@ async def test_mcp_runs_and_follows_a_run_to_the_end(api: Release) -> None:
             ended = waited["ended"]
         status = structured(await client.call_tool("task_status", {"task_id": task_id}))
         history = structured(await client.call_tool("history", {"limit": 5}))
+        schema = structured(await client.call_tool("connection_schema", {"name": "e2e-mcp-items"}))
     assert result["success"] is True, result
     assert result["rows_inserted"] == RECORDS and result["records_reported"] == RECORDS
     assert "rows inserted" in result["report"]
     assert any("Running" in m for m in messages), messages
     assert ended and status["status"] == "finished" and status["result"]["success"] is True
     assert task_id in [e["run_id"] for e in history["entries"]]
+    # the real runner pod reported its tables through status.runnerResult.loadedSchema
+    assert schema["source"] == "run" and "items" in [t["name"] for t in schema["tables"]], schema
 
 
 async def test_mcp_tool_error_for_an_unknown_connection(api: Release) -> None:
@@ -171,6 +175,11 @@ def test_cli_run_with_wait_to_completion_then_tasks_history_logs(api: Release) -
     assert logs["source"] == "pod" and logs["pod"].startswith(run_id) and logs["text"], logs
     plain = cli(api, "logs", run_id)
     assert plain.returncode == 0 and plain.stdout.strip() and "log of pod" in plain.stderr
+    schema = as_json(cli(api, "schema", "e2e-cli-items", "-o", "json"))
+    assert schema["source"] == "run" and schema["run_id"] == run_id
+    columns = {c["name"] for t in schema["tables"] if t["name"] == "items" for c in t["columns"]}
+    assert {"id", "_dlt_load_id"} <= columns, schema
+    assert "items" in cli(api, "schema", "e2e-cli-items").stdout
     table = cli(api, "run", "e2e-cli-items", "--wait", "--report", "--interval", "0.5")
     assert table.returncode == 0, table.stderr
     assert "succeeded" in table.stdout and "rows inserted" in table.stdout

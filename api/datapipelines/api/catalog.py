@@ -121,15 +121,16 @@ def summarize_connection(obj: Obj) -> ConnectionSummary:
 
 
 def parse_run(obj: Obj) -> tuple[PipelineRun | None, bool]:
-    """The run without its report texts, and whether it had one."""
+    """The run without its report texts and loaded schema (read on demand), and whether it had
+    a report."""
     data = dict(obj)
     status = dict(data.get("status") or {})
     had_report = False
     for key in ("runnerResult", "result"):
         part = status.get(key)
-        if isinstance(part, dict) and part.get("report"):
-            had_report = True
-            status[key] = {k: v for k, v in part.items() if k != "report"}
+        if isinstance(part, dict) and (part.get("report") or "loadedSchema" in part):
+            had_report = had_report or bool(part.get("report"))
+            status[key] = {k: v for k, v in part.items() if k not in ("report", "loadedSchema")}
     data["status"] = status
     try:
         return PipelineRun.model_validate(data), had_report

@@ -38,12 +38,13 @@ from datapipelines.api.settings import Settings
 from datapipelines.api.store import Obj, PipelineStore
 from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, GROUP, RUN_PLURAL, VERSION
 from datapipelines.resources.batch import PipelineBatch
-from datapipelines.resources.run import PipelineRun
+from datapipelines.resources.run import LoadedSchema, PipelineRun
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WRITE_TIMEOUT = timeout_of(5, 20)  # connect, read seconds
+SCHEMA_CACHE_RUNS = 256  # finished runs' loaded schemas kept (LRU-ish: oldest read first out)
 REPORT_CACHE_BYTES = 8 * 1024 * 1024  # finished runs' reports kept (LRU), ~8,000 of 1 KiB
 
 
@@ -157,6 +158,7 @@ class KubeStore(PipelineStore):
         self._config_task: asyncio.Task[None] | None = None
         self.cache: WatchCache | None = None
         self._reports = ReportCache()
+        self._schemas: dict[tuple[str, str], tuple[str, LoadedSchema | None]] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -351,7 +353,28 @@ class KubeStore(PipelineStore):
         return text
 
     async def _read_report(self, run: PipelineRun) -> str | None:
+        full = await self._read_run(run)
+        return full.report() if full is not None else None
 
+    async def loaded_schema(self, run: PipelineRun) -> LoadedSchema | None:
+        """The runner's loaded schema of a finished run, read from the apiserver once (a
+        finished run never changes; the most recent SCHEMA_CACHE_RUNS are kept)."""
+        key = (run.namespace, run.name)
+        cached = self._schemas.get(key)
+        if cached is not None and cached[0] == run.metadata.resource_version:
+            return cached[1]
+        full = await self._read_run(run)
+        result = full.status.runner_result if full is not None else None
+        schema = result.loaded_schema if result is not None else None
+        if run.terminal:
+            self._schemas.pop(key, None)
+            self._schemas[key] = (run.metadata.resource_version, schema)
+            while len(self._schemas) > SCHEMA_CACHE_RUNS:
+                del self._schemas[next(iter(self._schemas))]
+        return schema
+
+    async def _read_run(self, run: PipelineRun) -> PipelineRun | None:
+        """The whole run object, as stored (the catalog keeps runs without their heavy parts)."""
         api, _ = self._apis()
         try:
             obj: Obj = await _call(
@@ -365,8 +388,7 @@ class KubeStore(PipelineStore):
             )
         except NotFound:
             return None
-        full = PipelineRun.model_validate(obj)
-        return full.report()
+        return PipelineRun.model_validate(obj)
 
 
 __all__ = ["KubeStore", "load_client", "translate"]

@@ -11,16 +11,21 @@ from datapipelines.api.catalog import Catalog, ConnectionSummary, run_recency
 from datapipelines.api.models import (
     BatchRunOut,
     ConnectionOut,
+    ConnectionSchemaOut,
     ConnectionStatusOut,
     HistoryEntryOut,
     ProgressOut,
     RunResultOut,
+    RunSchemaChangesOut,
+    SchemaChangeOut,
+    SchemaColumnOut,
+    SchemaTableOut,
     TaskState,
     TaskStatusOut,
 )
 from datapipelines.resources import LABEL_BATCH, LABEL_TRIGGER
 from datapipelines.resources.batch import BatchState, PipelineBatch
-from datapipelines.resources.run import PipelineRun, RunPhase
+from datapipelines.resources.run import LoadedSchema, PipelineRun, RunPhase
 from datapipelines.resources.times import duration_ms, format_time, time_key
 
 _PHASE_TO_TASK_STATE: dict[RunPhase | None, TaskState] = {
@@ -377,3 +382,56 @@ def merge_history(
     for run in newest:
         entries[(run.namespace, run.name)] = history_entry_of_run(run)
     return sorted(entries.values(), key=history_sort_key, reverse=True)[:limit]
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def schema_out(
+    out: ConnectionSchemaOut, run: PipelineRun, schema: LoadedSchema
+) -> ConnectionSchemaOut:
+    """`out` filled from the schema `run` reported."""
+    return out.model_copy(
+        update={
+            "source": "run",
+            "run_id": run.name,
+            "loaded_at": format_time(run.status.completion_time),
+            "dlt_schema": schema.name,
+            "version": schema.version,
+            "truncated": bool(schema.truncated),
+            "tables": [
+                SchemaTableOut(
+                    name=t.name,
+                    parent=t.parent,
+                    write_disposition=t.write_disposition,
+                    columns=[
+                        SchemaColumnOut(
+                            name=c.name,
+                            data_type=c.data_type,
+                            nullable=c.nullable,
+                            primary_key=c.primary_key,
+                        )
+                        for c in t.columns
+                    ],
+                )
+                for t in schema.tables
+            ],
+        }
+    )
+
+
+def recent_schema_changes(runs: list[PipelineRun]) -> list[RunSchemaChangesOut]:
+    """The schema changes of `runs` (newest first) that made any."""
+    out = []
+    for run in runs:
+        result = run.status.result or run.status.runner_result
+        changes = result.schema_changes if result is not None else None
+        if changes:
+            out.append(
+                RunSchemaChangesOut(
+                    run_id=run.name,
+                    finished_at=format_time(run.status.completion_time),
+                    changes=[SchemaChangeOut(**c.model_dump(mode="json")) for c in changes],
+                )
+            )
+    return out

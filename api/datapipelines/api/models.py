@@ -211,3 +211,63 @@ class RunLogsOut(BaseModel):
     truncated: bool = Field(
         default=False, description="The text was cut (the byte limit of a log, a long report)."
     )
+
+
+class SchemaColumnOut(BaseModel):
+    name: str
+    data_type: str | None = Field(default=None, description="dlt's type (text, bigint, …).")
+    nullable: bool | None = None
+    primary_key: bool | None = None
+
+
+class SchemaTableOut(BaseModel):
+    name: str
+    parent: str | None = Field(
+        default=None, description="For a child table (a nested list): its parent table."
+    )
+    write_disposition: str | None = None
+    columns: list[SchemaColumnOut]
+
+
+class SchemaChangeOut(BaseModel):
+    kind: Literal["TableAdded", "ColumnAdded", "TypeChanged"]
+    table: str
+    column: str | None = None
+    data_type: str | None = None
+    previous_type: str | None = None
+
+
+class RunSchemaChangesOut(BaseModel):
+    run_id: str
+    finished_at: Timestamp | None = None
+    changes: list[SchemaChangeOut]
+
+
+class ConnectionSchemaOut(BaseModel):
+    """`GET /connections/{name}/schema` (addition): what the connection loads, as the newest
+    successful run reported it (no pod, no destination connection needed)."""
+
+    connection: str
+    namespace: str
+    schema_name: str = Field(description="The destination schema (dataset) it loads into.")
+    source: Literal["run", "none"] = Field(
+        description="`run`: from the run `run_id`; `none`: no successful run reported one yet."
+    )
+    run_id: str | None = None
+    loaded_at: Timestamp | None = Field(default=None, description="When that run ended.")
+    dlt_schema: str | None = Field(default=None, description="dlt's schema name.")
+    version: int | None = Field(default=None, description="dlt's schema version.")
+    truncated: bool = Field(
+        default=False, description="Tables or columns beyond 200 tables / 500 columns omitted."
+    )
+    tables: list[SchemaTableOut] = Field(
+        default_factory=list, description="Data tables, parents first (dlt's _dlt_* left out)."
+    )
+    schema_contract: dict[str, str] | None = Field(
+        default=None,
+        description="The connection's spec.schemaContract (tables, columns, data_type).",
+    )
+    recent_changes: list[RunSchemaChangesOut] = Field(
+        default_factory=list,
+        description="Schema changes of the connection's retained runs, newest first.",
+    )

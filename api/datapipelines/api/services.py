@@ -33,6 +33,7 @@ from datapipelines.api.models import (
     BatchStartedOut,
     CancelOut,
     ConnectionOut,
+    ConnectionSchemaOut,
     ConnectionStatusOut,
     HistoryEntryOut,
     RunLogsOut,
@@ -45,7 +46,8 @@ from datapipelines.api.store import PipelineStore
 from datapipelines.resources.batch import PipelineBatch
 from datapipelines.resources.connection import ConcurrencyPolicy
 from datapipelines.resources.manifests import CANCEL_PATCH, batch_manifest, run_manifest
-from datapipelines.resources.run import PipelineRun, Trigger
+from datapipelines.resources.run import PipelineRun, RunPhase, Trigger
+from datapipelines.resources.times import time_key
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,38 @@ async def connection_status(
             row = None
         if row is not None:
             out = out.model_copy(update=mapping.last_run_of_row(row))
+    return out
+
+
+#: Successful runs looked at (newest first) for one that reported its schema: runners older
+#: than the loadedSchema field reported none.
+SCHEMA_RUNS_TRIED = 3
+
+
+async def connection_schema(
+    store: PipelineStore, name: str, *, caller: Caller
+) -> ConnectionSchemaOut:
+    """What the connection loads: the tables and columns its newest successful run reported
+    (read from that run on demand), its schema contract and its runs' recent schema changes."""
+    conn = await get_connection(store, name, caller=caller)
+    runs = sorted(
+        (r for r in store.catalog.runs_of(conn.key) if r.terminal),
+        key=lambda r: time_key(r.status.completion_time),
+        reverse=True,
+    )
+    out = ConnectionSchemaOut(
+        connection=conn.name, namespace=conn.namespace, schema_name=conn.schema_name, source="none"
+    )
+    manifest = await store.connection_manifest(conn.namespace, conn.name)
+    contract = ((manifest or {}).get("spec") or {}).get("schemaContract")
+    if isinstance(contract, dict):
+        out.schema_contract = {str(k): str(v) for k, v in contract.items()}
+    out.recent_changes = mapping.recent_schema_changes(runs)
+    succeeded = [r for r in runs if r.phase is RunPhase.SUCCEEDED][:SCHEMA_RUNS_TRIED]
+    for run in succeeded:
+        schema = await store.loaded_schema(run)
+        if schema is not None:
+            return mapping.schema_out(out, run, schema)
     return out
 
 

@@ -259,6 +259,33 @@ def status_cmd(ctx: typer.Context, name: ConnectionArg, output: OutputOpt = Outp
     st.emit(output, body, lambda: [render.connection_status(body)])
 
 
+@app.command("schema")
+def schema_cmd(
+    ctx: typer.Context,
+    name: ConnectionArg,
+    output: OutputOpt = Output.table,
+    no_headers: NoHeadersOpt = False,
+) -> None:
+    """What a connection loads: its tables and columns (types, keys, child tables), as its
+    newest successful run reported them, and its recent schema changes."""
+    st = _state(ctx)
+    body = st.client.connection_schema(name)
+
+    def tables() -> list[RenderableType]:
+        out: list[RenderableType] = [render.schema_summary(body)]
+        if body.get("tables"):
+            out.append(render.schema_columns(body, headers=not no_headers))
+        for entry in (body.get("recent_changes") or [])[:5]:
+            changes = ", ".join(
+                f"{c['kind']} {c['table']}" + (f".{c['column']}" if c.get("column") else "")
+                for c in entry["changes"]
+            )
+            out.append(f"changed by {entry['run_id']} ({entry.get('finished_at')}): {changes}")
+        return out
+
+    st.emit(output, body, tables)
+
+
 @app.command("run")
 def run_cmd(
     ctx: typer.Context,

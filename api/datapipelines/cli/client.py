@@ -48,6 +48,9 @@ class ApiClient:
     def connection_status(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/connections/{_seg(name)}/status")
 
+    def connection_schema(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/connections/{_seg(name)}/schema")
+
     def run_async(self, name: str) -> dict[str, Any]:
         return self._json("POST", f"/connections/{_seg(name)}/run_async")
 

@@ -304,3 +304,34 @@ def run_line(s: Mapping[str, Any]) -> str:
     if tables:
         parts.append(", ".join(f"{t} {cell(n)}" for t, n in sorted(tables.items())))
     return f"{s.get('task_id')}: " + " · ".join(parts)
+
+
+def schema_columns(body: Mapping[str, Any], *, headers: bool = True) -> Table:
+    """One line per column of every table the connection loads."""
+    rows = []
+    for table in body.get("tables") or []:
+        name = table["name"] + (f" (in {table['parent']})" if table.get("parent") else "")
+        for column in table.get("columns") or []:
+            rows.append(
+                [
+                    name,
+                    column["name"],
+                    cell(column.get("data_type")),
+                    "yes" if column.get("nullable") else "no",
+                    "PK" if column.get("primary_key") else "",
+                ]
+            )
+    return listing(["TABLE", "COLUMN", "TYPE", "NULLABLE", "KEY"], rows, ids=2, headers=headers)
+
+
+def schema_summary(body: Mapping[str, Any]) -> str:
+    if body.get("source") != "run":
+        return f"{body.get('connection')}: no successful run has reported its schema yet"
+    tables = body.get("tables") or []
+    line = (
+        f"{body.get('connection')} → schema {body.get('schema_name')}: {len(tables)} table(s), "
+        f"as run {body.get('run_id')} loaded them ({body.get('loaded_at')})"
+    )
+    if body.get("truncated"):
+        line += "; more tables or columns exist than are listed"
+    return line

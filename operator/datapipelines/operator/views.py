@@ -109,13 +109,18 @@ def destination_of(namespace: str, spec: ConnectionSpec) -> DestinationRef | Non
 # --------------------------------------------------------------------------- runs
 
 
+#: Fields of a run's result that readers fetch on demand instead of holding in memory.
+HEAVY_RESULT_FIELDS = ("report", "loadedSchema")
+
+
 def run_view(body: Body) -> PipelineRun | None:
-    """The run without its report texts (the operator never needs them); None if unreadable."""
+    """The run without its report texts and loaded schema (the operator never needs them: they
+    stay out of its memory); None if unreadable."""
     data = dict(body)
     status = dict(data.get("status") or {})
     for key in ("runnerResult", "result"):
         if isinstance(status.get(key), dict):
-            status[key] = {k: v for k, v in status[key].items() if k != "report"}
+            status[key] = {k: v for k, v in status[key].items() if k not in HEAVY_RESULT_FIELDS}
     data["status"] = status
     try:
         return PipelineRun.model_validate(data)

@@ -203,6 +203,11 @@ class SchemaChange(K8sModel):
     )
 
 
+#: Bounds of a run's loaded schema (status.runnerResult.loadedSchema): ~100 KiB at most.
+MAX_SCHEMA_TABLES = 200
+MAX_SCHEMA_COLUMNS = 500
+
+
 class ResultBase(K8sModel):
     """The fields of a run's outcome shared by the runner's report and the operator's result."""
 
@@ -249,11 +254,62 @@ class ResultBase(K8sModel):
     )
 
 
+class LoadedColumn(K8sModel):
+    """One column of a destination table, as dlt's schema has it."""
+
+    name: str = Field(max_length=256, description="The column's name in the destination.")
+    data_type: str | None = Field(
+        default=None, max_length=64, description="dlt's data type (text, bigint, timestamp, …)."
+    )
+    nullable: bool | None = Field(default=None, description="Whether it may hold nulls.")
+    primary_key: bool | None = Field(default=None, description="Part of the primary key.")
+
+
+class LoadedTable(K8sModel):
+    """One destination table the connection loads."""
+
+    name: str = Field(max_length=256, description="The table's name in the destination.")
+    parent: str | None = Field(
+        default=None,
+        max_length=256,
+        description="For a child table (a nested list), the table its rows belong to.",
+    )
+    write_disposition: str | None = Field(
+        default=None, max_length=32, description="append, replace or merge."
+    )
+    columns: list[LoadedColumn] = Field(
+        default_factory=list, max_length=MAX_SCHEMA_COLUMNS, description="Its columns, in order."
+    )
+
+
+class LoadedSchema(K8sModel):
+    """The destination schema after a run: what `GET /connections/{name}/schema` answers."""
+
+    name: str | None = Field(default=None, max_length=256, description="dlt's schema name.")
+    version: int | None = Field(
+        default=None, description="dlt's schema version.", json_schema_extra=INT64
+    )
+    tables: list[LoadedTable] = Field(
+        default_factory=list,
+        max_length=MAX_SCHEMA_TABLES,
+        description="The data tables (dlt's own _dlt_* tables left out), parents first.",
+    )
+    truncated: bool | None = Field(
+        default=None,
+        description="True when tables or columns beyond the bounds were left out.",
+    )
+
+
 class RunnerResult(ResultBase):
     """The runner's own final report (written by the runner of this run only)."""
 
     pod_name: str | None = Field(
         default=None, max_length=253, description="The pod that wrote this report."
+    )
+    loaded_schema: LoadedSchema | None = Field(
+        default=None,
+        description="The destination's tables and columns after a successful load (the API "
+        "reads it on demand for GET /connections/{name}/schema).",
     )
 
 

@@ -286,6 +286,7 @@ def _main(argv: list[str] | None) -> int:
         report=outcome.report,
         load_id=outcome.load_ids[-1] if outcome.load_ids else None,
         schema_changes=outcome.schema_changes,
+        loaded_schema=outcome.loaded_schema,
     )
     log.info("report:\n%s", outcome.report)
     return finish(result, reporter)

@@ -62,9 +62,10 @@ def termination_message(result: RunResult, limit: int = TERMINATION_MESSAGE_LIMI
     The report is cut first (ending with the marker, `reportTruncated: true`). If the rest alone
     is still too big (hundreds of tables), per-stage table counts are dropped (normalize, then
     extract), then the schema changes, then the load counts, then the error is shortened.
-    status.runnerResult keeps everything.
+    The loaded schema is never in it. status.runnerResult keeps everything.
     """
     body = result.to_dict()
+    body.pop("loadedSchema", None)  # status.runnerResult only: never fits in 4 KiB
     encoded = _dumps(body)
     if len(encoded) <= limit:
         return encoded

@@ -62,7 +62,7 @@ from .secrets import redact
 from .sources import BuiltSource, ItemShape, build_source
 
 if TYPE_CHECKING:
-    from datapipelines.resources.run import SchemaChange
+    from datapipelines.resources.run import LoadedSchema, SchemaChange
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class SyncOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     schema_changes: list[SchemaChange] = field(default_factory=list)
     attempts: int = 1
+    loaded_schema: LoadedSchema | None = None
 
     @property
     def rows_inserted(self) -> int:
@@ -371,6 +372,8 @@ class SyncAttempt:
             schema_changes=changes,
             **report_extra,
         )
+        from .loadedschema import loaded_schema
+
         return SyncOutcome(
             load_ids=load_ids,
             rows_by_table=rows_by_table,
@@ -379,6 +382,7 @@ class SyncAttempt:
             report=redact(report),
             timings=dict(self.timings),
             schema_changes=changes,
+            loaded_schema=loaded_schema(current_schema(self.pipeline)),
         )
 
     def _extract(self, task: RecoveryTask, schema: Any) -> None:

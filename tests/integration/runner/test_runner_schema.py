@@ -145,3 +145,42 @@ def test_discarded_values_and_rows(http_source, runner: Runner, destination, req
     assert rows.exit_code == 0, rows.error
     assert rows.result["rowsInserted"] == 0  # every row had the new column
     assert query(destination, request, "SELECT count(*) FROM demo_data.items") == [(600,)]
+
+
+def test_the_loaded_schema_is_what_the_destination_has(
+    http_source, runner: Runner, destination, request, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """status.runnerResult.loadedSchema (GET /connections/{name}/schema answers from it): the
+    tables and columns information_schema lists, with the primary key and the child table."""
+    from datapipelines.runner import progress
+
+    reported: list[dict[str, Any]] = []
+    original = progress.ProgressReporter.finish
+
+    def keep(self: progress.ProgressReporter, result: dict[str, Any], attempts: int = 3) -> bool:
+        reported.append(result)
+        return original(self, result, attempts)
+
+    monkeypatch.setattr(progress.ProgressReporter, "finish", keep)
+    http_source.state.records = 120
+    http_source.state.nested = True
+    done = runner.run(spec(http_source.url, destination), name="loaded-schema")
+    assert done.exit_code == 0, done.error
+    assert "loadedSchema" not in done.result, "never in the 4 KiB termination message"
+    schema = reported[-1]["loadedSchema"]
+    tables = {t["name"]: t for t in schema["tables"]}
+    assert set(tables) == {"items", "items__tags"}
+    assert tables["items__tags"]["parent"] == "items"
+    rows = query(
+        destination,
+        request,
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'demo_data' AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
+        "AND table_name <> '_datapipelines_loads'",  # the runner's journal, not data
+    )
+    actual: dict[str, set[str]] = {}
+    for table, column in rows:
+        actual.setdefault(table, set()).add(column)
+    assert {name: {c["name"] for c in t["columns"]} for name, t in tables.items()} == actual
+    id_column = next(c for c in tables["items"]["columns"] if c["name"] == "id")
+    assert id_column["primaryKey"] is True and id_column["dataType"] == "bigint"

@@ -397,3 +397,83 @@ async def test_conflicts_are_documented_with_the_bodies_they_have(two: FakeStore
         assert "409" in paths[path][method]["responses"], path
     assert ConflictBody.model_validate(duplicate).namespaces == ["team-a", "team-b"]
     assert ConflictBody.model_validate(busy).active_task_id == "gamma-busy"
+
+
+SCHEMA = {
+    "name": "dp_alpha",
+    "version": 3,
+    "tables": [
+        {
+            "name": "items",
+            "writeDisposition": "merge",
+            "columns": [
+                {"name": "id", "dataType": "bigint", "nullable": False, "primaryKey": True},
+                {"name": "name", "dataType": "text", "nullable": True},
+                {"name": "_dlt_load_id", "dataType": "text", "nullable": False},
+                {"name": "_dlt_id", "dataType": "text", "nullable": False},
+            ],
+        },
+        {
+            "name": "items__tags",
+            "parent": "items",
+            "columns": [{"name": "value", "dataType": "text", "nullable": True}],
+        },
+    ],
+}
+
+
+async def test_connection_schema_from_the_newest_successful_run(
+    client: httpx.AsyncClient, fake: FakeStore
+) -> None:
+    none = await client.get("/connections/alpha/schema")
+    assert none.status_code == 200 and none.json()["source"] == "none"
+    assert none.json()["tables"] == [] and none.json()["schema_name"] == "alpha"
+    fake.add_run(
+        "alpha-1",
+        "alpha",
+        "Succeeded",
+        result={
+            "success": True,
+            "schemaChanges": [{"kind": "ColumnAdded", "table": "items", "column": "name"}],
+        },
+        runnerResult={"success": True, "loadedSchema": SCHEMA},
+        startTime="2026-11-30T07:00:00Z",
+        completionTime="2026-11-30T07:00:05Z",
+    )
+    fake.add_run(
+        "alpha-2",
+        "alpha",
+        "Failed",
+        result={"success": False, "error": "boom"},
+        startTime="2026-11-30T08:00:00Z",
+        completionTime="2026-11-30T08:00:05Z",
+    )
+    body = (await client.get("/connections/alpha/schema")).json()
+    assert body["source"] == "run" and body["run_id"] == "alpha-1"
+    assert body["loaded_at"] == "2026-11-30T07:00:05Z" and body["version"] == 3
+    items, tags = body["tables"]
+    assert items["name"] == "items" and items["write_disposition"] == "merge"
+    assert [c["name"] for c in items["columns"]] == ["id", "name", "_dlt_load_id", "_dlt_id"]
+    assert items["columns"][0] == {
+        "name": "id",
+        "data_type": "bigint",
+        "nullable": False,
+        "primary_key": True,
+    }
+    assert tags["parent"] == "items"
+    assert body["recent_changes"] == [
+        {
+            "run_id": "alpha-1",
+            "finished_at": "2026-11-30T07:00:05Z",
+            "changes": [
+                {
+                    "kind": "ColumnAdded",
+                    "table": "items",
+                    "column": "name",
+                    "data_type": None,
+                    "previous_type": None,
+                }
+            ],
+        }
+    ]
+    assert (await client.get("/connections/nope/schema")).status_code == 404

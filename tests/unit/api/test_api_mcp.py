@@ -29,6 +29,7 @@ from tests.unit.api.runscript import cancel_ends_runs, script_runs, typical
 TOOLS = {
     "list_connections",
     "connection_status",
+    "connection_schema",
     "run_connection",
     "start_run",
     "run_all_enabled",

@@ -576,3 +576,36 @@ def test_logs_follow_a_finished_run(server: AsgiServer) -> None:
     assert followed.returncode == 0, followed.stderr
     assert followed.stdout == "extracting\nloading\n"
     assert "Succeeded" in followed.stderr
+
+
+def test_schema_of_a_connection(server: AsgiServer, store: FakeStore) -> None:
+    none = cli(server, "schema", "gamma")
+    assert none.returncode == 0 and "no successful run" in none.stdout
+    loaded = {
+        "name": "dp_alpha",
+        "tables": [
+            {
+                "name": "items",
+                "columns": [
+                    {"name": "id", "dataType": "bigint", "nullable": False, "primaryKey": True},
+                    {"name": "name", "dataType": "text", "nullable": True},
+                ],
+            }
+        ],
+    }
+    server.call(
+        lambda: store.add_run(
+            "alpha-schema",
+            "alpha",
+            "Succeeded",
+            result={"success": True},
+            runnerResult={"success": True, "loadedSchema": loaded},
+            startTime="2026-12-01T07:00:00Z",
+            completionTime="2026-12-01T07:00:01Z",
+        )
+    )
+    body = as_json(cli(server, "schema", "alpha", "-o", "json"))
+    assert body["run_id"] == "alpha-schema" and body["tables"][0]["name"] == "items"
+    table = cli(server, "schema", "alpha")
+    assert table.returncode == 0
+    assert re.search(r"items +id +bigint +no +PK", table.stdout), table.stdout

@@ -28,6 +28,7 @@ from datapipelines.api.mcp.progress import ProgressNotifier
 from datapipelines.api.models import (
     BatchStartedOut,
     CancelOut,
+    ConnectionSchemaOut,
     ConnectionStatusOut,
     RunResultOut,
     RunStartedOut,
@@ -94,6 +95,15 @@ The latest status of one connection: its fields plus its last finished run (last
 last_run_success, last_run_error, last_run_duration_ms, last_run_attempts, last_run_id; all
 null if it never ran). Use it to see whether the last sync worked without starting a new one.
 Instant. Tool error if the connection does not exist."""
+
+CONNECTION_SCHEMA = """\
+What one connection loads into its destination schema: every table (with its parent for a
+child table made from a nested list, and its write disposition) and every column with its
+type, nullability and primary key, as the newest successful run reported them; plus the
+connection's schema contract and the schema changes its recent runs made (tables and columns
+added, types changed). Use it to write a query against the loaded data or to see what a run
+changed, without opening the warehouse. Instant; source is "none" until a run succeeded. Tool
+error if the connection does not exist."""
 
 RUN_CONNECTION = """\
 Run one connection's sync now and wait until it ends; returns the result: success,
@@ -247,6 +257,17 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         with _tool_call("connection_status", ctx, connection=name) as caller:
             store.ensure_ready()
             return await services.connection_status(store, archive, name, caller=caller)
+
+    @server.tool(
+        name="connection_schema",
+        title="Tables and columns a connection loads",
+        description=CONNECTION_SCHEMA,
+        annotations=_READ,
+    )
+    async def connection_schema(name: ConnectionName, ctx: Context) -> ConnectionSchemaOut:
+        with _tool_call("connection_schema", ctx, connection=name) as caller:
+            store.ensure_ready()
+            return await services.connection_schema(store, name, caller=caller)
 
     @server.tool(
         name="run_connection",

@@ -11,6 +11,7 @@ from datapipelines.api.deps import ArchiveDep, CallerDep, MetricsDep, ReadyStore
 from datapipelines.api.models import (
     ConflictBody,
     ConnectionOut,
+    ConnectionSchemaOut,
     ConnectionStatusOut,
     ErrorBody,
     RunResultOut,
@@ -52,6 +53,21 @@ async def connection_status(
     name: str, store: ReadyStoreDep, archive: ArchiveDep, caller: CallerDep
 ) -> ConnectionStatusOut:
     return await services.connection_status(store, archive, name, caller=caller)
+
+
+@router.get(
+    "/{name}/schema",
+    response_model=ConnectionSchemaOut,
+    responses={**_NOT_FOUND, **_DUPLICATE_NAME},
+    summary="What a connection loads: tables, columns, keys (addition)",
+)
+async def connection_schema(
+    name: str, store: ReadyStoreDep, caller: CallerDep
+) -> ConnectionSchemaOut:
+    """The destination tables and columns (types, primary keys, child tables) as the newest
+    successful run reported them, the schema contract and recent schema changes. Answered
+    without a pod or a destination connection; `source: none` until a run succeeded."""
+    return await services.connection_schema(store, name, caller=caller)
 
 
 @router.post(
