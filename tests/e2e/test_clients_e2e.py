@@ -34,6 +34,7 @@ TOOLS = {
     "list_connections",
     "connection_status",
     "connection_schema",
+    "run_logs",
     "run_connection",
     "start_run",
     "run_all_enabled",
@@ -282,3 +283,32 @@ def test_cli_live_progress_in_a_pseudo_terminal(api: Release) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+async def test_a_failed_runs_log_outlives_its_job_and_pod(api: Release) -> None:
+    """The runner keeps its log lines with the run: once the Job and its pod are deleted, REST,
+    the CLI and MCP still read them (the error and what led to it)."""
+    failed = cli(api, "run", "e2e-broken", "--wait", "-o", "json")
+    assert failed.returncode == 1, failed.stderr
+    run_id = json.loads(failed.stdout)["run_id"]
+    kubectl("-n", api.ns, "delete", "job", run_id, "--cascade=foreground", "--wait=true")
+    wait_for(
+        lambda: (
+            not kubectl(
+                "-n", api.ns, "get", "pods", "-l", f"datapipelines.io/run={run_id}", "-o", "name"
+            ).stdout.strip()
+        ),
+        timeout=120,
+        what=f"the pods of {run_id} to be gone",
+    )
+    async with httpx.AsyncClient(headers={"X-API-Key": api.key}, timeout=30) as http:
+        rest = (await http.get(f"{api.url}/runs/{run_id}/logs")).json()
+    assert rest["source"] == "stored" and rest["phase"] == "Failed", rest
+    assert "bad credentials" in rest["text"] or "401" in rest["text"], rest["text"]
+    assert "sync of connection e2e-broken" in rest["text"]
+    plain = cli(api, "logs", run_id)
+    assert plain.returncode == 0 and "kept with the run" in plain.stderr
+    assert plain.stdout == rest["text"]
+    async with mcp_client(api) as client:
+        tool = structured(await client.call_tool("run_logs", {"run_id": run_id, "tail_lines": 3}))
+    assert tool["source"] == "stored" and len(tool["text"].splitlines()) == 3

@@ -120,6 +120,10 @@ def summarize_connection(obj: Obj) -> ConnectionSummary:
     )
 
 
+#: Parts of a run's result read on demand (GET of the run), never kept in memory.
+HEAVY_RESULT_FIELDS = ("report", "loadedSchema", "log")
+
+
 def parse_run(obj: Obj) -> tuple[PipelineRun | None, bool]:
     """The run without its report texts and loaded schema (read on demand), and whether it had
     a report."""
@@ -128,9 +132,9 @@ def parse_run(obj: Obj) -> tuple[PipelineRun | None, bool]:
     had_report = False
     for key in ("runnerResult", "result"):
         part = status.get(key)
-        if isinstance(part, dict) and (part.get("report") or "loadedSchema" in part):
+        if isinstance(part, dict) and any(k in part for k in HEAVY_RESULT_FIELDS):
             had_report = had_report or bool(part.get("report"))
-            status[key] = {k: v for k, v in part.items() if k not in ("report", "loadedSchema")}
+            status[key] = {k: v for k, v in part.items() if k not in HEAVY_RESULT_FIELDS}
     data["status"] = status
     try:
         return PipelineRun.model_validate(data), had_report

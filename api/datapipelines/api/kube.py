@@ -38,7 +38,7 @@ from datapipelines.api.settings import Settings
 from datapipelines.api.store import Obj, PipelineStore
 from datapipelines.resources import BATCH_PLURAL, CONNECTION_PLURAL, GROUP, RUN_PLURAL, VERSION
 from datapipelines.resources.batch import PipelineBatch
-from datapipelines.resources.run import LoadedSchema, PipelineRun
+from datapipelines.resources.run import KeptLog, LoadedSchema, PipelineRun
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +355,13 @@ class KubeStore(PipelineStore):
     async def _read_report(self, run: PipelineRun) -> str | None:
         full = await self._read_run(run)
         return full.report() if full is not None else None
+
+    async def kept_log(self, run: PipelineRun) -> KeptLog | None:
+        """The runner's kept log of a run, read from the apiserver (asked for rarely: a person
+        debugging a run whose pod is gone; not cached)."""
+        full = await self._read_run(run)
+        result = full.status.runner_result if full is not None else None
+        return result.log if result is not None else None
 
     async def loaded_schema(self, run: PipelineRun) -> LoadedSchema | None:
         """The runner's loaded schema of a finished run, read from the apiserver once (a

@@ -81,7 +81,9 @@ def create_app(
     metrics = Metrics()
     metrics.watch_store(store)
     history_archive = cast("HistoryArchive | None", archive)
-    mcp = McpEndpoint(ToolDeps(store=store, archive=history_archive, settings=settings))
+    mcp = McpEndpoint(
+        ToolDeps(store=store, archive=history_archive, settings=settings, pod_logs=pod_logs)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -202,14 +202,17 @@ class RunLogsOut(BaseModel):
     run_id: str
     connection: str
     phase: str = Field(description="Queued|Running|Succeeded|Failed|Cancelled.")
-    source: Literal["pod", "report", "none"] = Field(
+    source: Literal["pod", "stored", "report", "none"] = Field(
         description="`pod`: the log of the run's newest pod (its last attempt), read while the "
-        "Job exists; `report`: the run's report (the pod is gone); `none`: neither yet."
+        "Job exists; `stored`: the runner's log kept with the run (head and tail) once the pod "
+        "is gone; `report`: the run's report (no log was kept); `none`: nothing yet."
     )
     pod: str | None = Field(default=None, description="The pod the log was read from.")
     text: str = Field(description="The log or report text (empty for `none`).")
     truncated: bool = Field(
-        default=False, description="The text was cut (the byte limit of a log, a long report)."
+        default=False,
+        description="The text was cut (the byte limit of a log, a long report; for `stored`, "
+        "lines between the head and the tail, a line in the text says how many).",
     )
 
 

@@ -528,7 +528,8 @@ async def run_logs(
     tail_lines: int | None,
 ) -> RunLogsOut:
     """The log of the run's newest pod while it exists (its Job is kept for
-    DATAPIPELINES_JOB_TTL_SECONDS after the end), else the run's report."""
+    DATAPIPELINES_JOB_TTL_SECONDS after the end), else the runner's log kept with the run
+    (head and tail), else the run's report."""
     run = await visible_run(store, run_id, caller=caller)
     if run is not None:
         await caller.require(Verb.READ, run.namespace, run_id=run_id)
@@ -552,6 +553,12 @@ async def run_logs(
                 text=log_of_pod.text,
                 truncated=log_of_pod.truncated,
             )
+    kept = await store.kept_log(run) if run.terminal else None
+    if kept is not None:
+        text = kept.text()
+        if tail_lines is not None:
+            text = "\n".join(text.splitlines()[-tail_lines:]) + "\n"
+        return out(source="stored", text=text, truncated=kept.cut_lines > 0)
     report = await store.report(run) or ""
     if not report:
         return out(source="none", text="")

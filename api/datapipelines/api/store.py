@@ -20,7 +20,7 @@ from typing import Any
 from datapipelines.api.catalog import Catalog, ConnectionSummary
 from datapipelines.api.errors import Conflict, KubeUnavailable
 from datapipelines.resources.batch import PipelineBatch
-from datapipelines.resources.run import LoadedSchema, PipelineRun
+from datapipelines.resources.run import KeptLog, LoadedSchema, PipelineRun
 
 Obj = dict[str, Any]
 
@@ -114,6 +114,10 @@ class PipelineStore(ABC):
     @abstractmethod
     async def report(self, run: PipelineRun) -> str | None:
         """The run's report text (not kept in memory): read from the apiserver."""
+
+    @abstractmethod
+    async def kept_log(self, run: PipelineRun) -> KeptLog | None:
+        """The runner's log kept with the run (not kept in memory): read from the apiserver."""
 
     @abstractmethod
     async def loaded_schema(self, run: PipelineRun) -> LoadedSchema | None:

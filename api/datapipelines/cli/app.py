@@ -500,7 +500,8 @@ def logs_cmd(
     interval: IntervalOpt = 1.0,
     output: OutputOpt = Output.table,
 ) -> None:
-    """The log of a run's pod while its Job exists, else the run's report."""
+    """The log of a run's pod while its Job exists, else the log kept with the run (head and
+    tail), else its report."""
     st = _state(ctx)
     if follow:
         if output not in TABLES:
@@ -513,6 +514,7 @@ def logs_cmd(
         return
     notes = {
         "pod": f"log of pod {body.get('pod')}",
+        "stored": "the run's pod is gone: the log kept with the run (its head and tail)",
         "report": "the run's pod is gone: its report",
         "none": f"no log or report yet (phase {body.get('phase')})",
     }

@@ -226,8 +226,9 @@ def follow_log(
             for line in fresh:
                 write(line + "\n")
             seen = (seen + fresh)[-200:]
-        elif body.get("source") == "report" and pod is None:
-            note("# the run's pod is gone: its report")
+        elif body.get("source") in ("stored", "report") and pod is None:
+            what = "its kept log" if body["source"] == "stored" else "its report"
+            note(f"# the run's pod is gone: {what}")
             write(str(body.get("text") or "").rstrip("\n") + "\n")
             return body
         if body.get("phase") in TERMINAL_PHASES:

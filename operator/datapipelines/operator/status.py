@@ -194,7 +194,7 @@ def _result(
 ) -> RunResult:
     runner, source = found
     if runner is not None:
-        data = runner.model_dump(exclude={"pod_name", "loaded_schema"})
+        data = runner.model_dump(exclude={"pod_name", "loaded_schema", "log"})
         if source is ResultSource.RUNNER:
             data["report"] = None  # it stays in status.runnerResult; no second copy
         result = RunResult(**data, source=source)

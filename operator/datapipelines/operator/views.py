@@ -110,7 +110,7 @@ def destination_of(namespace: str, spec: ConnectionSpec) -> DestinationRef | Non
 
 
 #: Fields of a run's result that readers fetch on demand instead of holding in memory.
-HEAVY_RESULT_FIELDS = ("report", "loadedSchema")
+HEAVY_RESULT_FIELDS = ("report", "loadedSchema", "log")
 
 
 def run_view(body: Body) -> PipelineRun | None:

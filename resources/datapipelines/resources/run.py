@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field, PrivateAttr
 
@@ -300,6 +301,38 @@ class LoadedSchema(K8sModel):
     )
 
 
+#: The largest kept log of one run in etcd (status.runnerResult.log.data, gzip + base64).
+MAX_KEPT_LOG_BYTES = 48 * 1024
+
+
+class KeptLog(K8sModel):
+    """The runner's own log lines, kept with the run after its pod is gone: the head and the
+    tail (what was cut between them is counted), gzip-compressed and base64-encoded."""
+
+    encoding: Literal["gzip+base64"] = Field(
+        default="gzip+base64", description="How data is encoded."
+    )
+    data: str = Field(
+        max_length=MAX_KEPT_LOG_BYTES,
+        description="The kept lines (UTF-8 text, one log line each), gzip + base64.",
+    )
+    lines: int = Field(ge=0, description="Lines the runner logged.", json_schema_extra=INT64)
+    bytes: int = Field(ge=0, description="Bytes the runner logged.", json_schema_extra=INT64)
+    cut_lines: int = Field(
+        default=0,
+        ge=0,
+        description="Lines left out between the head and the tail (0: the whole log).",
+        json_schema_extra=INT64,
+    )
+
+    def text(self) -> str:
+        """The kept lines, with a line saying how many were cut where they were."""
+        import base64
+        import gzip
+
+        return gzip.decompress(base64.b64decode(self.data)).decode("utf-8", errors="replace")
+
+
 class RunnerResult(ResultBase):
     """The runner's own final report (written by the runner of this run only)."""
 
@@ -310,6 +343,11 @@ class RunnerResult(ResultBase):
         default=None,
         description="The destination's tables and columns after a successful load (the API "
         "reads it on demand for GET /connections/{name}/schema).",
+    )
+    log: KeptLog | None = Field(
+        default=None,
+        description="The runner's log lines (head and tail, compressed), readable with "
+        "GET /runs/{run_id}/logs after the pod is gone.",
     )
 
 

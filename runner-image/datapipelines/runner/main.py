@@ -34,21 +34,30 @@ if TYPE_CHECKING:
     from datapipelines.resources.connection import ConnectionSpec
 
     from . import config
+    from .keptlog import LogKeeper
     from .progress import ProgressReporter
     from .result import RunResult
 
 log = logging.getLogger("datapipelines.runner")
 
 
-def setup_logging(fmt: str) -> None:
+def setup_logging(fmt: str) -> LogKeeper:
+    """Log lines to stderr in the project's one schema (redacted), and the same lines to a
+    bounded keeper whose head and tail are kept with the run (keptlog.py)."""
+    from .keptlog import LogKeeper
+
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter if fmt == "json" else TextFormatter
     handler.setFormatter(formatter(redact=secrets.redact))  # the project's one log schema
-    handler._datapipelines = True  # type: ignore[attr-defined]
+    keeper = LogKeeper()
+    keeper.setFormatter(formatter(redact=secrets.redact))
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not getattr(h, "_datapipelines", False)]
-    root.addHandler(handler)
+    for each in (handler, keeper):
+        setattr(each, "_datapipelines", True)  # noqa: B010 - marks the handlers this installs
+        root.addHandler(each)
     root.setLevel(logging.INFO)
+    return keeper
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -171,7 +180,7 @@ def _main(argv: list[str] | None) -> int:
 
     started = time.monotonic()
     args = parse_args(argv)
-    setup_logging(args.log_format or os.environ.get("DATAPIPELINES_LOG_FORMAT", "json"))
+    keeper = setup_logging(args.log_format or os.environ.get("DATAPIPELINES_LOG_FORMAT", "json"))
     env = config.RunnerEnv.from_environ()
     secrets.set_secrets_dir(args.secrets_dir)
     if threading.current_thread() is threading.main_thread():
@@ -184,13 +193,6 @@ def _main(argv: list[str] | None) -> int:
         prefetch.finish()
         result.duration_ms = int((time.monotonic() - started) * 1000)
         result.pod_name = env.pod_name
-        full = with_report_limit(result)
-        if reporter is not None:
-            reporter.finish(full.to_dict())
-        else:
-            patch_result_only(env, full)
-        if not write_termination_message(result, env.termination_log):
-            log.debug("no termination-message file at %s", env.termination_log)
         if result.success:
             log.info(
                 "sync succeeded: %d rows inserted, %d records extracted in %.2fs (load id %s)",
@@ -201,6 +203,14 @@ def _main(argv: list[str] | None) -> int:
             )
         else:
             log.error("%s", result.error)
+        result.log = keeper.kept()  # every line so far, the outcome's included
+        full = with_report_limit(result)
+        if reporter is not None:
+            reporter.finish(full.to_dict())
+        else:
+            patch_result_only(env, full)
+        if not write_termination_message(result, env.termination_log):
+            log.debug("no termination-message file at %s", env.termination_log)
         return 0 if result.success else (exit_code or 1)
 
     exit_code = EXIT_OK

@@ -65,7 +65,8 @@ def termination_message(result: RunResult, limit: int = TERMINATION_MESSAGE_LIMI
     The loaded schema is never in it. status.runnerResult keeps everything.
     """
     body = result.to_dict()
-    body.pop("loadedSchema", None)  # status.runnerResult only: never fits in 4 KiB
+    body.pop("loadedSchema", None)  # status.runnerResult only: neither fits in 4 KiB
+    body.pop("log", None)
     encoded = _dumps(body)
     if len(encoded) <= limit:
         return encoded

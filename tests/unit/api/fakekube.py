@@ -25,7 +25,7 @@ from datapipelines.api.errors import Conflict, KubeUnavailable, NotFound
 from datapipelines.api.store import Obj, PipelineStore
 from datapipelines.resources import API_VERSION, BATCH_KIND, CONNECTION_KIND, RUN_KIND
 from datapipelines.resources.batch import PipelineBatch
-from datapipelines.resources.run import LoadedSchema, PipelineRun
+from datapipelines.resources.run import KeptLog, LoadedSchema, PipelineRun
 
 RUNS = "pipelineruns"
 BATCHES = "pipelinebatches"
@@ -332,6 +332,15 @@ class FakeStore(PipelineStore):
     async def connection_manifest(self, namespace: str, name: str) -> Obj | None:
         self._check_reachable("reading the connection")
         return self._get(CONNECTIONS, name, namespace)
+
+    async def kept_log(self, run: PipelineRun) -> KeptLog | None:
+        """As KubeStore: read from the object."""
+        self._check_reachable("reading the run")
+        obj = self._get(RUNS, run.name, run.namespace)
+        if obj is None:
+            return None
+        result = PipelineRun.model_validate(obj).status.runner_result
+        return result.log if result is not None else None
 
     async def loaded_schema(self, run: PipelineRun) -> LoadedSchema | None:
         """As KubeStore: read from the object."""

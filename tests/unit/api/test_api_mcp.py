@@ -30,6 +30,7 @@ TOOLS = {
     "list_connections",
     "connection_status",
     "connection_schema",
+    "run_logs",
     "run_connection",
     "start_run",
     "run_all_enabled",

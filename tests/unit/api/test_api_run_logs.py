@@ -169,3 +169,32 @@ async def test_kube_pod_logs_edge_cases() -> None:
         await KubePodLogs(store, api=refused).run_log("ns", "r", tail_lines=None)
     with pytest.raises(KubeUnavailable, match="not connected"):
         await KubePodLogs(store).run_log("ns", "r", tail_lines=None)
+
+
+async def test_the_kept_log_once_the_pod_is_gone(fake: FakeStore, settings: Settings) -> None:
+    from datapipelines.runner.keptlog import LogKeeper
+
+    keeper = LogKeeper()
+    for line in ("extracting items", "page 3: HTTP 401", "bad credentials: the source said no"):
+        keeper.add(line)
+    fake.add_run(
+        "alpha-9",
+        "alpha",
+        "Failed",
+        result={"success": False, "error": "bad credentials: the source said no", "report": "R"},
+        runnerResult={
+            "success": False,
+            "report": "R",
+            "log": keeper.kept().model_dump(by_alias=True),
+        },
+    )
+    async with client_for(fake, settings, FixedLogs({})) as client:
+        body = (await client.get("/runs/alpha-9/logs")).json()
+        tail = (await client.get("/runs/alpha-9/logs", params={"tail_lines": 1})).json()
+    assert body["source"] == "stored" and body["truncated"] is False
+    assert body["text"].splitlines() == [
+        "extracting items",
+        "page 3: HTTP 401",
+        "bad credentials: the source said no",
+    ]
+    assert tail["text"] == "bad credentials: the source said no\n"

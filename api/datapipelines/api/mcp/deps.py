@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datapipelines.api.archive import HistoryArchive
+from datapipelines.api.podlogs import PodLogSource
 from datapipelines.api.settings import Settings
 from datapipelines.api.store import PipelineStore
 
@@ -17,3 +18,4 @@ class ToolDeps:
     store: PipelineStore
     archive: HistoryArchive | None
     settings: Settings
+    pod_logs: PodLogSource | None = None

@@ -30,6 +30,7 @@ from datapipelines.api.models import (
     CancelOut,
     ConnectionSchemaOut,
     ConnectionStatusOut,
+    RunLogsOut,
     RunResultOut,
     RunStartedOut,
     TaskStatusOut,
@@ -104,6 +105,13 @@ connection's schema contract and the schema changes its recent runs made (tables
 added, types changed). Use it to write a query against the loaded data or to see what a run
 changed, without opening the warehouse. Instant; source is "none" until a run succeeded. Tool
 error if the connection does not exist."""
+
+RUN_LOGS = """\
+The log of one run (task_id of a single run): its pod's log while the Job exists, then the
+runner's own log lines kept with the run (the first lines and the last ones, with how many were
+cut between), else its report. source says which (pod, stored, report, none). Use it to find why
+a run failed (the error and the lines before it), also the morning after, when its pod is gone.
+tail_lines keeps only the last lines. Instant. Tool error if the run does not exist."""
 
 RUN_CONNECTION = """\
 Run one connection's sync now and wait until it ends; returns the result: success,
@@ -268,6 +276,25 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         with _tool_call("connection_schema", ctx, connection=name) as caller:
             store.ensure_ready()
             return await services.connection_schema(store, name, caller=caller)
+
+    @server.tool(
+        name="run_logs",
+        title="The log of a run",
+        description=RUN_LOGS,
+        annotations=_READ,
+    )
+    async def run_logs(
+        run_id: Annotated[str, Field(min_length=1, description="The run's id (its task_id).")],
+        ctx: Context,
+        tail_lines: Annotated[
+            int | None, Field(ge=1, le=100000, description="Only the last lines.")
+        ] = None,
+    ) -> RunLogsOut:
+        with _tool_call("run_logs", ctx, run=run_id) as caller:
+            store.ensure_ready()
+            return await services.run_logs(
+                store, deps.pod_logs, run_id, caller=caller, tail_lines=tail_lines
+            )
 
     @server.tool(
         name="run_connection",
