@@ -28,3 +28,20 @@ def pg_count(postgres_server: Any, warehouse: str):
         return postgres_server.query(sql, database=warehouse)[0]
 
     return count
+
+
+@pytest.fixture
+def reported(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every final report the runner sends to the apiserver (status.runnerResult), whole: the
+    termination message leaves the loaded schema and the kept log out."""
+    from datapipelines.runner import progress
+
+    sent: list[dict[str, Any]] = []
+    original = progress.ProgressReporter.finish
+
+    def keep(self: progress.ProgressReporter, result: dict[str, Any], attempts: int = 3) -> bool:
+        sent.append(result)
+        return original(self, result, attempts)
+
+    monkeypatch.setattr(progress.ProgressReporter, "finish", keep)
+    return sent

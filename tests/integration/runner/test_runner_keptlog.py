@@ -6,25 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from datapipelines.resources.run import KeptLog
 from tests.integration.runner.runnerkit import Runner, duckdb_destination, rest_spec
 
 
 def test_a_failed_runs_log_is_kept_with_its_error(
-    http_source, runner: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    http_source, runner: Runner, tmp_path: Path, reported: list[dict[str, Any]]
 ) -> None:
-    from datapipelines.runner import progress
-
-    reported: list[dict[str, Any]] = []
-    original = progress.ProgressReporter.finish
-
-    def keep(self: progress.ProgressReporter, result: dict[str, Any], attempts: int = 3) -> bool:
-        reported.append(result)
-        return original(self, result, attempts)
-
-    monkeypatch.setattr(progress.ProgressReporter, "finish", keep)
     http_source.state.fail_from_page = 2
     spec = rest_spec(http_source.url, duckdb_destination(tmp_path / "wh.duckdb"), retries=0)
     done = runner.run(spec, name="kept-log")

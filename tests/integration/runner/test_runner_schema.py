@@ -148,20 +148,10 @@ def test_discarded_values_and_rows(http_source, runner: Runner, destination, req
 
 
 def test_the_loaded_schema_is_what_the_destination_has(
-    http_source, runner: Runner, destination, request, monkeypatch: pytest.MonkeyPatch
+    http_source, runner: Runner, destination, request, reported: list[dict[str, Any]]
 ) -> None:
     """status.runnerResult.loadedSchema (GET /connections/{name}/schema answers from it): the
     tables and columns information_schema lists, with the primary key and the child table."""
-    from datapipelines.runner import progress
-
-    reported: list[dict[str, Any]] = []
-    original = progress.ProgressReporter.finish
-
-    def keep(self: progress.ProgressReporter, result: dict[str, Any], attempts: int = 3) -> bool:
-        reported.append(result)
-        return original(self, result, attempts)
-
-    monkeypatch.setattr(progress.ProgressReporter, "finish", keep)
     http_source.state.records = 120
     http_source.state.nested = True
     done = runner.run(spec(http_source.url, destination), name="loaded-schema")

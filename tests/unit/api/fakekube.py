@@ -25,7 +25,7 @@ from datapipelines.api.errors import Conflict, KubeUnavailable, NotFound
 from datapipelines.api.store import Obj, PipelineStore
 from datapipelines.resources import API_VERSION, BATCH_KIND, CONNECTION_KIND, RUN_KIND
 from datapipelines.resources.batch import PipelineBatch
-from datapipelines.resources.run import KeptLog, LoadedSchema, PipelineRun
+from datapipelines.resources.run import KeptLog, LoadedSchema, PipelineRun, RunnerResult
 
 RUNS = "pipelineruns"
 BATCHES = "pipelinebatches"
@@ -335,21 +335,18 @@ class FakeStore(PipelineStore):
 
     async def kept_log(self, run: PipelineRun) -> KeptLog | None:
         """As KubeStore: read from the object."""
-        self._check_reachable("reading the run")
-        obj = self._get(RUNS, run.name, run.namespace)
-        if obj is None:
-            return None
-        result = PipelineRun.model_validate(obj).status.runner_result
+        result = self._runner_result(run)
         return result.log if result is not None else None
 
     async def loaded_schema(self, run: PipelineRun) -> LoadedSchema | None:
         """As KubeStore: read from the object."""
+        result = self._runner_result(run)
+        return result.loaded_schema if result is not None else None
+
+    def _runner_result(self, run: PipelineRun) -> RunnerResult | None:
         self._check_reachable("reading the run")
         obj = self._get(RUNS, run.name, run.namespace)
-        if obj is None:
-            return None
-        result = PipelineRun.model_validate(obj).status.runner_result
-        return result.loaded_schema if result is not None else None
+        return None if obj is None else PipelineRun.model_validate(obj).status.runner_result
 
     async def report(self, run: PipelineRun) -> str | None:
         """As KubeStore: only for a run the catalog saw with a report, read from the object."""
