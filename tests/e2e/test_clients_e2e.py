@@ -184,6 +184,14 @@ def test_cli_run_with_wait_to_completion_then_tasks_history_logs(api: Release) -
     table = cli(api, "run", "e2e-cli-items", "--wait", "--report", "--interval", "0.5")
     assert table.returncode == 0, table.stderr
     assert "succeeded" in table.stdout and "rows inserted" in table.stdout
+    # a full refresh through the API, the operator and the runner pod: every row replaced
+    refresh = as_json(
+        cli(api, "run", "e2e-cli-items", "--full-refresh", "--wait", "--report", "-o", "json")
+    )
+    assert refresh["success"] is True and refresh["rows_inserted"] == RECORDS, refresh
+    assert "run options: full refresh" in refresh["report"] and "replaced" in refresh["report"]
+    task = as_json(cli(api, "tasks", refresh["run_id"], "-o", "json"))
+    assert task["options"] == {"full_refresh": True, "streams": [], "since": None}
 
 
 def test_cli_cancel_of_a_slow_run(api: Release) -> None:

@@ -15,6 +15,7 @@ from datapipelines.api.models import (
     ConnectionStatusOut,
     HistoryEntryOut,
     ProgressOut,
+    RunOptionsOut,
     RunResultOut,
     RunSchemaChangesOut,
     SchemaChangeOut,
@@ -133,6 +134,7 @@ def task_status_of_run(run: PipelineRun, *, report: str | None = None) -> TaskSt
         batch=run_batch(run),
         attempts=run.status.attempts,
         progress=progress_of(run),
+        options=options_out(run),
     )
 
 
@@ -323,6 +325,18 @@ def history_entry_of_run(run: PipelineRun) -> HistoryEntryOut:
         records_reported=result.records_reported,
         attempts=result.attempts,
         error=result.error,
+        options=options_out(run),
+    )
+
+
+def options_out(run: PipelineRun) -> RunOptionsOut | None:
+    options = run.spec.options
+    if options is None:
+        return None
+    return RunOptionsOut(
+        full_refresh=options.full_refresh,
+        streams=list(options.streams),
+        since=format_time(options.since),
     )
 
 

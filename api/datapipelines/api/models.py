@@ -141,6 +141,14 @@ class BatchRunOut(BaseModel):
     error: str | None = None
 
 
+class RunOptionsOut(BaseModel):
+    """What a run did differently from a plain sync (addition): its spec's options."""
+
+    full_refresh: bool = Field(description="Its streams' tables were replaced, cursors reset.")
+    streams: list[str] = Field(description="The streams it ran (empty: all).")
+    since: Timestamp | None = Field(default=None, description="The backfill's start.")
+
+
 class TaskStatusOut(BaseModel):
     """A task: a PipelineBatch (`kind: batch`) or a single PipelineRun (`kind: single`)."""
 
@@ -169,6 +177,10 @@ class TaskStatusOut(BaseModel):
     runs: list[BatchRunOut] | None = Field(
         default=None, description="The runs of a batch (addition)."
     )
+    options: RunOptionsOut | None = Field(
+        default=None,
+        description="Of a single run: a full refresh, some streams, a backfill (addition).",
+    )
 
 
 class HistoryEntryOut(BaseModel):
@@ -189,6 +201,9 @@ class HistoryEntryOut(BaseModel):
     records_reported: int | None = None
     attempts: int | None = None
     error: str | None = None
+    options: RunOptionsOut | None = Field(
+        default=None, description="A full refresh, some streams, a backfill (addition)."
+    )
 
 
 class HealthOut(BaseModel):

@@ -46,7 +46,7 @@ from datapipelines.api.store import PipelineStore
 from datapipelines.resources.batch import PipelineBatch
 from datapipelines.resources.connection import ConcurrencyPolicy
 from datapipelines.resources.manifests import CANCEL_PATCH, batch_manifest, run_manifest
-from datapipelines.resources.run import PipelineRun, RunPhase, Trigger
+from datapipelines.resources.run import PipelineRun, RunOptions, RunPhase, Trigger
 from datapipelines.resources.times import time_key
 
 log = logging.getLogger(__name__)
@@ -195,13 +195,19 @@ async def start_run(
     caller: Caller,
     trigger: str = "api",
     namespace: str | None = None,
+    options: RunOptions | None = None,
 ) -> PipelineRun:
     """Create a PipelineRun for `name`, refusing (409) when concurrencyPolicy Forbid holds."""
     conn = await get_connection(store, name, caller=caller, verb=Verb.RUN, namespace=namespace)
-    return await _start(store, conn, trigger)
+    return await _start(store, conn, trigger, options)
 
 
-async def _start(store: PipelineStore, conn: ConnectionSummary, trigger: str) -> PipelineRun:
+async def _start(
+    store: PipelineStore,
+    conn: ConnectionSummary,
+    trigger: str,
+    options: RunOptions | None = None,
+) -> PipelineRun:
     name = conn.name
     async with store.connection_lock(conn):
         if conn.concurrency_policy == ConcurrencyPolicy.FORBID.value:
@@ -215,9 +221,12 @@ async def _start(store: PipelineStore, conn: ConnectionSummary, trigger: str) ->
                     active_task_id=first,
                     connection=name,
                 )
-        manifest = run_manifest(name, Trigger(trigger), namespace=conn.namespace)
+        manifest = run_manifest(name, Trigger(trigger), namespace=conn.namespace, options=options)
         run = await store.create_run(conn.namespace, manifest)
-    log.info("run created", extra={"run": run.name, "connection": name})
+    extra = {"run": run.name, "connection": name}
+    if options is not None:
+        extra["options"] = options.describe()
+    log.info("run created", extra=extra)
     return run
 
 
@@ -239,9 +248,10 @@ async def run_and_wait(
     caller: Caller,
     include_report: bool,
     wait_seconds: int | None,
+    options: RunOptions | None = None,
 ) -> RunResultOut:
     conn = await get_connection(store, name, caller=caller, verb=Verb.RUN)
-    run = await _start(store, conn, "api")
+    run = await _start(store, conn, "api", options)
     limit = wait_limit(conn, wait_seconds)
     try:
         async with asyncio.timeout(limit):
@@ -286,11 +296,12 @@ async def run_and_follow(
     include_report: bool,
     wait_seconds: int | None,
     on_update: UpdateHook,
+    options: RunOptions | None = None,
 ) -> RunResultOut:
     """`run_and_wait` (the same run, wait limit, errors and result) that also hands `on_update`
     the run's task status now and each time it changes before it ends (live progress)."""
     conn = await get_connection(store, name, caller=caller, verb=Verb.RUN)
-    run = await _start(store, conn, "api")
+    run = await _start(store, conn, "api", options)
     limit = wait_limit(conn, wait_seconds)
     final: PipelineRun | None = None
     try:
@@ -326,8 +337,10 @@ async def follow_run(
             yield mapping.task_status_of_run(state)
 
 
-async def run_async(store: PipelineStore, name: str, *, caller: Caller) -> RunStartedOut:
-    run = await start_run(store, name, caller=caller)
+async def run_async(
+    store: PipelineStore, name: str, *, caller: Caller, options: RunOptions | None = None
+) -> RunStartedOut:
+    run = await start_run(store, name, caller=caller, options=options)
     return RunStartedOut(
         message=f"run of {name!r} started; poll /task_status/{run.name}",
         task_id=run.name,

@@ -297,6 +297,31 @@ def run_cmd(
         bool, typer.Option("--report", help="With --wait: print the run's report too.")
     ] = False,
     interval: IntervalOpt = 1.0,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Re-load from scratch: DESTRUCTIVE, the streams' tables are replaced by what "
+            "this run loads (swapped in when it completes) and their cursors start again.",
+        ),
+    ] = False,
+    streams: Annotated[
+        str | None,
+        typer.Option(
+            "--streams",
+            help="Only these streams (comma-separated), e.g. with --full-refresh to re-load one.",
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Backfill: incremental streams start from this date or time (2026-01-31 or "
+            "2026-01-31T12:00:00Z) for this run.",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Start a run of a connection; with --wait, show its progress per table until it ends.
@@ -305,7 +330,14 @@ def run_cmd(
     if report and not wait:
         raise typer.BadParameter("--report needs --wait", param_hint="--report")
     st = _state(ctx)
-    started = st.client.run_async(name)
+    options: dict[str, str] = {}
+    if full_refresh:
+        options["full_refresh"] = "true"
+    if streams:
+        options["streams"] = streams
+    if since:
+        options["since"] = since if "T" in since else f"{since}T00:00:00Z"
+    started = st.client.run_async(name, options)
     task_id = started["task_id"]
     if not wait:
         st.emit(

@@ -51,8 +51,9 @@ class ApiClient:
     def connection_schema(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/connections/{_seg(name)}/schema")
 
-    def run_async(self, name: str) -> dict[str, Any]:
-        return self._json("POST", f"/connections/{_seg(name)}/run_async")
+    def run_async(self, name: str, options: dict[str, str] | None = None) -> dict[str, Any]:
+        """`options`: full_refresh, streams, since as the API's query parameters."""
+        return self._json("POST", f"/connections/{_seg(name)}/run_async", params=options or None)
 
     def run_selected(self) -> dict[str, Any]:
         return self._json("POST", "/run_selected")

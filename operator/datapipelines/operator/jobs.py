@@ -142,6 +142,14 @@ def runner_env(
         {"name": pod.ENV_KUBE_API, "value": settings.kube_api},
         {"name": pod.ENV_LOG_FORMAT, "value": settings.log_format},
     ]
+    options = run.spec.options
+    if options is not None:  # full refresh, streams, since: the run's own, from its spec
+        ours.append(
+            {
+                "name": pod.ENV_RUN_OPTIONS,
+                "value": json.dumps(options.to_k8s(), separators=(",", ":"), sort_keys=True),
+            }
+        )
     # Admission and the model refuse any other name; a spec stored before the rule is filtered.
     user = [e.to_k8s() for e in spec.runner.env if pod.env_name_allowed(e.name)]
     return user + ours

@@ -19,7 +19,7 @@ from . import (
     MAX_RUN_NAME,
     RUN_KIND,
 )
-from .run import Trigger
+from .run import RunOptions, Trigger
 from .times import format_time
 
 #: generateName adds 5 characters.
@@ -49,8 +49,10 @@ def run_manifest(
     namespace: str | None = None,
     batch: str | None = None,
     scheduled_time: datetime | None = None,
+    options: RunOptions | None = None,
 ) -> dict[str, Any]:
-    """A PipelineRun asking for one run of ``connection``; generated name unless ``name``."""
+    """A PipelineRun asking for one run of ``connection``; generated name unless ``name``;
+    ``options``: a full refresh, some streams only, a backfill since a time."""
     labels = {LABEL_CONNECTION: connection, LABEL_TRIGGER: trigger.value}
     if batch:
         labels[LABEL_BATCH] = batch
@@ -64,6 +66,13 @@ def run_manifest(
     spec: dict[str, Any] = {"connectionName": connection, "trigger": trigger.value}
     if scheduled_time is not None:
         spec["scheduledTime"] = format_time(scheduled_time)
+    if options is not None:
+        if options.full_refresh:
+            spec["fullRefresh"] = True
+        if options.streams:
+            spec["streams"] = list(options.streams)
+        if options.since is not None:
+            spec["since"] = format_time(options.since)
     return {"apiVersion": API_VERSION, "kind": RUN_KIND, "metadata": meta, "spec": spec}
 
 

@@ -50,6 +50,7 @@ ENV_DATA_DIR = "DATAPIPELINES_DATA_DIR"
 ENV_KUBE_API = "DATAPIPELINES_KUBE_API"
 ENV_LOG_FORMAT = "DATAPIPELINES_LOG_FORMAT"
 ENV_POD_NAME = "DATAPIPELINES_POD_NAME"
+ENV_RUN_OPTIONS = "DATAPIPELINES_RUN_OPTIONS"  # the run's options (RunOptions JSON), when any
 #: Every variable the operator sets; a connection's runner.env may not set these.
 RESERVED_ENV_PREFIX = "DATAPIPELINES_"
 

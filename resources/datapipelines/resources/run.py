@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import Field, PrivateAttr
 
@@ -133,6 +132,60 @@ class RunSpec(K8sModel):
         description="The schedule tick of a run with trigger schedule. Immutable.",
         json_schema_extra=crd(**_immutable("scheduledTime")),
     )
+    full_refresh: bool = Field(
+        default=False,
+        description="Re-load from scratch: the run's streams start from no cursor and their "
+        "tables are replaced by what it loads (swapped in when the load completes: a refresh "
+        "that fails leaves the old data and state). Destructive. Immutable.",
+        json_schema_extra=crd(**_immutable("fullRefresh")),
+    )
+    streams: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        description="Run only these streams (resources) of the connection, e.g. to refresh one; "
+        "the others' rows and state stay as they are. Default: every stream. Immutable.",
+        json_schema_extra=crd(
+            **{
+                **_immutable("streams"),
+                "x-kubernetes-list-type": "set",
+                "items": {"type": "string", "minLength": 1, "maxLength": 128},
+            }
+        ),
+    )
+    since: datetime | None = Field(
+        default=None,
+        description="Backfill: incremental streams start from this time for this run (their "
+        "stored cursor is set aside; rows since then are loaded again and merged). Immutable.",
+        json_schema_extra=crd(**_immutable("since")),
+    )
+
+    @property
+    def options(self) -> RunOptions | None:
+        """The run's options (full refresh, streams, since), None for a plain run."""
+        if not (self.full_refresh or self.streams or self.since):
+            return None
+        return RunOptions(
+            full_refresh=self.full_refresh, streams=self.streams or [], since=self.since
+        )
+
+
+class RunOptions(K8sModel):
+    """What a run does differently from a plain sync (DATAPIPELINES_RUN_OPTIONS of its pod)."""
+
+    full_refresh: bool = False
+    streams: list[str] = Field(default_factory=list)
+    since: datetime | None = None
+
+    def describe(self) -> str:
+        """One line for the report, the CLI and the console."""
+        parts = []
+        if self.full_refresh:
+            parts.append("full refresh")
+        if self.streams:
+            parts.append("streams " + ", ".join(self.streams))
+        if self.since is not None:
+            parts.append(f"since {self.since.isoformat().replace('+00:00', 'Z')}")
+        return "; ".join(parts) or "plain run"
 
 
 class ProgressStage(StrEnum):
@@ -305,12 +358,16 @@ class LoadedSchema(K8sModel):
 MAX_KEPT_LOG_BYTES = 48 * 1024
 
 
+class LogEncoding(StrEnum):
+    GZIP_BASE64 = "gzip+base64"
+
+
 class KeptLog(K8sModel):
     """The runner's own log lines, kept with the run after its pod is gone: the head and the
     tail (what was cut between them is counted), gzip-compressed and base64-encoded."""
 
-    encoding: Literal["gzip+base64"] = Field(
-        default="gzip+base64", description="How data is encoded."
+    encoding: LogEncoding = Field(
+        default=LogEncoding.GZIP_BASE64, description="How data is encoded."
     )
     data: str = Field(
         max_length=MAX_KEPT_LOG_BYTES,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from datapipelines.resources.logformat import JsonFormatter, TextFormatter
 
-from . import dltenv, httpretry, oauth2, secrets
+from . import dltenv, httpretry, oauth2, runoptions, secrets
 from .errors import EXIT_OK, ConfigError, Failure, classify, one_line
 
 if TYPE_CHECKING:
@@ -216,6 +216,7 @@ def _main(argv: list[str] | None) -> int:
     exit_code = EXIT_OK
     try:
         loaded = config.load(args.config, env, name=args.name)
+        options = runoptions.from_environ()
         httpretry.apply(loaded.spec)  # before dlt reads its request settings
         oauth2.forget()  # a grant is refreshed once per run
         data_dir = args.data_dir or env.data_dir
@@ -260,6 +261,7 @@ def _main(argv: list[str] | None) -> int:
             data_dir,
             collector,
             RunIdentity.of(env.run_name, env.pod_name, env.namespace),
+            options=options,
         )
     except (SyncFailed, Exception, KeyboardInterrupt) as exc:
         from .result import RunResult

@@ -23,6 +23,7 @@ whose commit was lost in transit could otherwise be loaded twice.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,7 +42,7 @@ from datapipelines.resources.connection import (
 )
 from datapipelines.resources.saas import SaasSource
 
-from . import dltenv, httpretry, journal, schemachanges
+from . import dltenv, httpretry, journal, runoptions, schemachanges
 from .config import pipeline_name
 from .counting import count_loaded_rows
 from .destinations import DestinationSetup, build_destination
@@ -62,7 +63,7 @@ from .secrets import redact
 from .sources import BuiltSource, ItemShape, build_source
 
 if TYPE_CHECKING:
-    from datapipelines.resources.run import LoadedSchema, SchemaChange
+    from datapipelines.resources.run import LoadedSchema, RunOptions, SchemaChange
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +142,23 @@ def run_sync(
     collector: ProgressCollector,
     identity: RunIdentity | None = None,
     retry: RetryPolicy | None = None,
+    options: RunOptions | None = None,
 ) -> SyncOutcome:
-    """The sync, retried on transient destination failures; SyncFailed when it gives up."""
+    """The sync, retried on transient destination failures; SyncFailed when it gives up.
+    `options`: the run's own (full refresh, streams, since; runoptions.py)."""
     identity = identity or RunIdentity.of(None, None)
     retry = retry or RetryPolicy.from_env()
     source_desc = describe_source(spec)
     destination_desc: str = spec.destination.type.value
     name = pipeline_name(connection_name)
     try:
-        built = build_source(spec, name)
+        if options is not None:
+            runoptions.check(spec, options)
+            if options.since is not None:
+                spec = runoptions.with_since(spec, options.since)
+            if options.full_refresh:  # replaced tables are swapped in once all is loaded
+                os.environ[runoptions.REPLACE_STRATEGY_ENV] = "insert-from-staging"
+        built = build_for_run(spec, name, options)
         setup = build_destination(spec, data_dir, built.shape is not ItemShape.ROWS)
     except Exception as exc:
         raise SyncFailed(exc, destination_desc, source_desc) from exc
@@ -163,7 +172,16 @@ def run_sync(
         except Exception as exc:
             raise SyncFailed(exc, setup.description, source_desc) from exc
         return _attempts(
-            spec, connection_name, name, pipelines_dir, setup, built, identity, collector, retry
+            spec,
+            connection_name,
+            name,
+            pipelines_dir,
+            setup,
+            built,
+            identity,
+            collector,
+            retry,
+            options,
         )
 
 
@@ -177,13 +195,16 @@ def _attempts(
     identity: RunIdentity,
     collector: ProgressCollector,
     retry: RetryPolicy,
+    options: RunOptions | None = None,
 ) -> SyncOutcome:
     """The sync's attempts, with the destination held; SyncFailed when it gives up."""
     source_desc = describe_source(spec)
     pipeline = open_pipeline(name, pipelines_dir, setup, spec.schema_name, collector)
     attempt = 1
     while True:
-        runner = SyncAttempt(spec, connection_name, pipeline, built, setup, identity, collector)
+        runner = SyncAttempt(
+            spec, connection_name, pipeline, built, setup, identity, collector, options
+        )
         try:
             try:
                 check_owner(pipeline, spec, connection_name, identity)
@@ -215,9 +236,23 @@ def _attempts(
             pipeline = pipeline.drop()  # a fresh working dir: state comes back from the destination
             collector.reset()
             try:
-                built = build_source(spec, name)  # generators and cursors are single-use
+                built = build_for_run(spec, name, options)  # generators are single-use
             except Exception as exc:
                 raise SyncFailed(exc, setup.description, source_desc) from exc
+
+
+def build_for_run(spec: ConnectionSpec, name: str, options: RunOptions | None) -> BuiltSource:
+    """The connection's source, with only the run's streams selected, and for a full refresh
+    their write disposition replace."""
+    built = build_source(spec, name)
+    if options is None:
+        return built
+    if options.streams:
+        built.source = runoptions.select(built.source, options.streams)
+    if options.full_refresh:
+        for resource in built.source.resources.selected.values():
+            resource.apply_hints(write_disposition="replace")
+    return built
 
 
 def check_owner(
@@ -275,8 +310,11 @@ class SyncAttempt:
         setup: DestinationSetup,
         identity: RunIdentity,
         collector: ProgressCollector,
+        options: RunOptions | None = None,
     ) -> None:
         self.spec = spec
+        self.options = options
+        self.set_aside: list[str] = []  # resources whose cursors this run set aside
         self.connection_name = connection_name
         self.pipeline = pipeline
         self.built = built
@@ -330,7 +368,7 @@ class SyncAttempt:
             rows_by_table, counted_in = self._count(load_ids)
         self.collector.set_rows_loaded(rows_by_table)
         as_arrow, as_rows = self.built.arrow_page_counts()
-        notes = self._recovery_notes(recovery)
+        notes = self._recovery_notes(recovery) + self._option_notes(rows_by_table)
         waits = httpretry.summary()
         if waits:
             notes.append(waits)
@@ -391,6 +429,14 @@ class SyncAttempt:
         for resource in self.built.source.resources.values():
             resource.add_step(StopWhenAlreadyLoaded(task))
         self.built.learn_destination_types(schema)
+        options = self.options
+        if options is not None and (options.full_refresh or options.since is not None):
+            names = list(self.built.source.resources.selected)
+            schema_name = self.built.source.schema.name
+            self.set_aside = self.step(
+                "extract",
+                lambda: runoptions.set_cursors_aside(self.pipeline, schema_name, names),
+            )
         contract = self.spec.schema_contract.to_dlt() if self.spec.schema_contract else None
         if contract and any(mode != "evolve" for mode in contract.values()):
             self.built.disable_arrow_pages()  # dlt applies discard/freeze row by row
@@ -496,6 +542,22 @@ class SyncAttempt:
             schema_after=schemachanges.snapshot(schema),
             notes=[note, *self._recovery_notes(recovery)],
         )
+
+    def _option_notes(self, rows_by_table: dict[str, int]) -> list[str]:
+        """What the run's options did, for the report."""
+        options = self.options
+        if options is None:
+            return []
+        notes = [f"run options: {options.describe()}"]
+        if self.set_aside:
+            notes.append("cursors set aside (started again): " + ", ".join(self.set_aside))
+        if options.full_refresh:
+            tables = sorted(rows_by_table)
+            notes.append(
+                "replaced (their previous rows dropped, this run's swapped in): "
+                + (", ".join(tables) if tables else "nothing loaded, nothing replaced")
+            )
+        return notes
 
     @staticmethod
     def _recovery_notes(recovery: Recovery) -> list[str]:

@@ -393,3 +393,20 @@ def test_kubectl_explain_teaches_the_fields(crds: None, field: str, words: str) 
     assert "DESCRIPTION:" in explained, explained
     description = explained.split("DESCRIPTION:", 1)[1]
     assert "<empty>" not in description and words.lower() in description.lower(), explained
+
+
+async def test_a_runs_options_are_validated_and_immutable(cluster: Cluster) -> None:
+    body = run("r-opts", "demo")
+    body["spec"].update(fullRefresh=True, streams=["items"], since="2026-01-31T00:00:00Z")
+    await cluster.kube.create(cluster.ns, RUN_PLURAL, body)
+    for change, field in (
+        ({"fullRefresh": False}, "spec.fullRefresh"),
+        ({"streams": ["items", "more"]}, "spec.streams"),
+        ({"since": "2025-01-01T00:00:00Z"}, "spec.since"),
+    ):
+        with pytest.raises(ApiException) as info:
+            await cluster.kube.patch(cluster.ns, RUN_PLURAL, "r-opts", {"spec": change})
+        assert info.value.status == 422 and field in str(info.value.body), change
+    bad = run("r-bad-since", "demo")
+    bad["spec"]["since"] = "last tuesday"
+    assert "spec.since" in await rejected(cluster, RUN_PLURAL, bad)

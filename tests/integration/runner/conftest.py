@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.runner.runnerkit import Runner
+from tests.integration.runner.runnerkit import Runner, duckdb_destination, postgres_destination
 
 
 @pytest.fixture
@@ -45,3 +45,13 @@ def reported(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(progress.ProgressReporter, "finish", keep)
     return sent
+
+
+@pytest.fixture(params=["duckdb", "postgres"])  # each test that asks for it runs on both
+def destination(request: Any, tmp_path: Path) -> dict[str, Any]:
+    if request.param == "duckdb":
+        return duckdb_destination(tmp_path / "wh" / "contracts.duckdb")
+    server = request.getfixturevalue("postgres_server")
+    runner = request.getfixturevalue("runner")
+    runner.secret("warehouse", "password", server.password)
+    return postgres_destination(server, server.create_database())

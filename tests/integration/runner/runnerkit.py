@@ -235,3 +235,11 @@ class Runner:
         raw = self.termination_log.read_bytes()
         assert len(raw) <= 4096
         return json.loads(raw)
+
+
+def query(destination: dict[str, Any], request: Any, sql: str) -> list[tuple]:
+    """`sql` on the test's destination (the `destination` fixture: DuckDB or PostgreSQL)."""
+    if destination["type"] == "duckdb":
+        return duckdb_query(Path(destination["duckdb"]["path"]), sql)
+    server = request.getfixturevalue("postgres_server")
+    return server.query(sql, database=destination["postgres"]["database"])

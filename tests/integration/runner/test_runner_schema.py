@@ -3,31 +3,13 @@ real DuckDB and PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.runner.runnerkit import (
-    Runner,
-    duckdb_destination,
-    duckdb_query,
-    postgres_destination,
-    rest_resource,
-    rest_spec,
-)
+from tests.integration.runner.runnerkit import Runner, query, rest_resource, rest_spec
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def destination(request, tmp_path: Path) -> dict[str, Any]:
-    if request.param == "duckdb":
-        return duckdb_destination(tmp_path / "wh" / "contracts.duckdb")
-    server = request.getfixturevalue("postgres_server")
-    runner = request.getfixturevalue("runner")
-    runner.secret("warehouse", "password", server.password)
-    return postgres_destination(server, server.create_database())
 
 
 def columns(destination: dict[str, Any], request: Any, table: str = "items") -> list[str]:
@@ -36,13 +18,6 @@ def columns(destination: dict[str, Any], request: Any, table: str = "items") -> 
         f"AND table_name = '{table}' ORDER BY column_name"
     )
     return [row[0] for row in query(destination, request, sql)]
-
-
-def query(destination: dict[str, Any], request: Any, sql: str) -> list[tuple]:
-    if destination["type"] == "duckdb":
-        return duckdb_query(Path(destination["duckdb"]["path"]), sql)
-    server = request.getfixturevalue("postgres_server")
-    return server.query(sql, database=destination["postgres"]["database"])
 
 
 def spec(url: str, destination: dict[str, Any], contract: dict | None = None, **kw: Any) -> dict:

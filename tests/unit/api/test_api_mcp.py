@@ -96,6 +96,11 @@ async def test_initialise_and_list_tools(server: AsgiServer, mode: str) -> None:
     assert run.output_schema is not None
     assert set(run.output_schema["properties"]) >= RESULT_FIELDS
     assert tools["history"].input_schema["properties"]["limit"]["maximum"] == 1000
+    for name in ("run_connection", "start_run"):  # never required: a plain run by default
+        props = tools[name].input_schema["properties"]
+        assert {"full_refresh", "streams", "since"} <= set(props)
+        assert props["full_refresh"]["default"] is False
+        assert tools[name].input_schema["required"] == ["name"]
     assert tools["list_connections"].annotations is not None
     assert tools["list_connections"].annotations.read_only_hint is True
     assert tools["cancel_task"].annotations is not None

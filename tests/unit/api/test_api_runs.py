@@ -307,3 +307,30 @@ async def test_sync_run_in_another_served_namespace() -> None:
     assert body["success"] is True and body["report"] == "loaded 10 rows"
     assert ("team-b", body["run_id"]) in fake.catalog.runs
     assert fake.report_reads == [body["run_id"]]  # read once, on demand
+
+
+async def test_run_options_reach_the_run_and_its_status(
+    client: httpx.AsyncClient, fake: FakeStore
+) -> None:
+    resp = await client.post(
+        "/connections/alpha/run_async",
+        params={"full_refresh": "true", "streams": "items, tags", "since": "2026-01-31T00:00:00Z"},
+    )
+    assert resp.status_code == 200, resp.text
+    task_id = resp.json()["task_id"]
+    run = fake.catalog.runs[("test", task_id)]
+    assert (run.spec.full_refresh, run.spec.streams) == (True, ["items", "tags"])
+    assert run.spec.since is not None and run.spec.since.isoformat() == "2026-01-31T00:00:00+00:00"
+    status = (await client.get(f"/task_status/{task_id}")).json()
+    assert status["options"] == {
+        "full_refresh": True,
+        "streams": ["items", "tags"],
+        "since": "2026-01-31T00:00:00Z",
+    }
+    plain = (await client.post("/connections/gamma/run_async")).json()["task_id"]
+    assert fake.catalog.runs[("test", plain)].spec.options is None  # never a default
+    assert (await client.get(f"/task_status/{plain}")).json()["options"] is None
+    bad = await client.post("/connections/gamma/run_async", params={"streams": "a;drop"})
+    assert bad.status_code == 422
+    bad_time = await client.post("/connections/gamma/run_async", params={"since": "yesterday"})
+    assert bad_time.status_code == 422

@@ -609,3 +609,26 @@ def test_schema_of_a_connection(server: AsgiServer, store: FakeStore) -> None:
     table = cli(server, "schema", "alpha")
     assert table.returncode == 0
     assert re.search(r"items +id +bigint +no +PK", table.stdout), table.stdout
+
+
+def test_run_with_a_full_refresh_of_one_stream_since_a_date(
+    server: AsgiServer, store: FakeStore
+) -> None:
+    started = as_json(
+        cli(
+            server,
+            "run",
+            "gamma",
+            "--full-refresh",
+            "--streams",
+            "items",
+            "--since",
+            "2026-01-31",
+            "-o",
+            "json",
+        )
+    )
+    run = server.call(lambda: store.catalog.runs[("test", started["task_id"])])
+    assert (run.spec.full_refresh, run.spec.streams) == (True, ["items"])
+    assert run.spec.since is not None and run.spec.since.isoformat().startswith("2026-01-31T00")
+    assert "--full-refresh" in cli(None, "run", "-h", key=None).stdout

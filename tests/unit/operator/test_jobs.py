@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from datapipelines.operator import jobs
+from datapipelines.operator import jobs, views
 from datapipelines.operator.config import Settings
 from datapipelines.operator.jobs import render_job
 from datapipelines.resources import podcontract as pod
@@ -19,6 +19,7 @@ from tests.unit.operator.opkit import (
     postgres_destination,
     rest_spec,
     run,
+    run_body,
     settings,
 )
 
@@ -356,3 +357,18 @@ def test_a_token_rotating_connection_runs_as_its_own_identity_with_its_secret_mo
     assert binding["metadata"]["ownerReferences"] == account["metadata"]["ownerReferences"]
     plain = pod_spec(render(settings(runner_service_account="runner-sa")))
     assert plain["serviceAccountName"] == "runner-sa"  # no rotation: the shared runner identity
+
+
+def test_a_runs_options_reach_its_pod_and_a_plain_run_has_none() -> None:
+    plain = env_of(render())
+    assert pod.ENV_RUN_OPTIONS not in plain
+    body = run_body()
+    body["spec"].update(fullRefresh=True, streams=["items"], since="2026-01-31T00:00:00Z")
+    view = views.run_view(body)
+    assert view is not None
+    job = render_job("demo", spec_of(), view, settings())
+    assert json.loads(env_of(job)[pod.ENV_RUN_OPTIONS]) == {
+        "fullRefresh": True,
+        "streams": ["items"],
+        "since": "2026-01-31T00:00:00Z",
+    }

@@ -277,3 +277,32 @@ def test_the_comparison_sees_a_difference() -> None:
         "spec.destination.postgres.passwordSecretRef: required True",
     ):
         assert expected in text, (expected, text)
+
+
+def test_only_keywords_a_structural_schema_allows() -> None:
+    """The apiserver refuses a CRD whose schema uses keywords outside its structural subset
+    (`const` from a Literal, `$ref`, `anyOf` of types …): server-side apply fails with "field
+    not declared in schema". Caught here, not at the first install."""
+    refused = {"const", "$ref", "$defs", "oneOf", "title", "examples"}
+
+    def walk(node: object, path: str) -> list[str]:
+        found: list[str] = []
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in refused:
+                    found.append(f"{path}.{key}")
+                if key == "properties" and isinstance(value, dict):
+                    for name, child in value.items():
+                        found += walk(child, f"{path}.{name}")
+                elif key in ("items", "additionalProperties", "not"):
+                    found += walk(value, f"{path}.{key}")
+                elif key in ("anyOf", "allOf") and isinstance(value, list):
+                    for i, child in enumerate(value):
+                        found += walk(child, f"{path}.{key}[{i}]")
+        return found
+
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        for version in crd["spec"]["versions"]:
+            problems = walk(version["schema"]["openAPIV3Schema"], version["name"])
+            assert not problems, f"{path.name}: {problems}"

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -35,6 +36,7 @@ from datapipelines.api.models import (
     RunStartedOut,
     TaskStatusOut,
 )
+from datapipelines.resources.run import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +125,16 @@ minutes for large ones (at most the connection's timeout x (retries + 1)); for l
 prefer start_run and wait_for_run. A sync that fails or is cancelled is a normal result with
 success false and error set. Tool errors: unknown connection; the connection already has an
 active run and its concurrencyPolicy is Forbid (the message names that run: wait for it with
-wait_for_run or stop it with cancel_task); the wait limit passed (the run goes on)."""
+wait_for_run or stop it with cancel_task); the wait limit passed (the run goes on).
+full_refresh (destructive: the tables are replaced), streams (only these) and since (a backfill
+from a time) change what the run does; use them only when the user asks."""
 
 START_RUN = """\
 Start one connection's sync in the background and return at once with its task_id (the run
 id) and a message. Follow it with wait_for_run (blocks, with progress) or task_status (instant
 snapshot); stop it with cancel_task. Tool errors as for run_connection: unknown connection, or
-an active run under the Forbid policy (named in the message)."""
+an active run under the Forbid policy (named in the message).
+Takes full_refresh, streams and since like run_connection."""
 
 RUN_ALL_ENABLED = """\
 Start one batch that runs every enabled connection, one after another, in the background;
@@ -234,6 +239,40 @@ def _progress_sender(ctx: Context) -> ProgressNotifier:
     return ProgressNotifier(send)
 
 
+FullRefresh = Annotated[
+    bool,
+    Field(
+        description="Re-load from scratch: DESTRUCTIVE — the streams' tables are replaced by "
+        "what this run loads and their cursors start again. Only when the user asked for it."
+    ),
+]
+Streams = Annotated[
+    list[str] | None,
+    Field(
+        max_length=100,
+        description="Run only these streams (resources), e.g. with full_refresh to re-load one "
+        "table; the others are left alone. Default: all.",
+    ),
+]
+Since = Annotated[
+    datetime | None,
+    Field(
+        description="Backfill: incremental streams start from this time (RFC 3339) for this "
+        "run; rows since then are loaded again and merged."
+    ),
+]
+
+
+def run_options(
+    full_refresh: bool, streams: list[str] | None, since: datetime | None
+) -> RunOptions | None:
+    if not (full_refresh or streams or since):
+        return None
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return RunOptions(full_refresh=full_refresh, streams=streams or [], since=since)
+
+
 def register_tools(server: MCPServer, deps: ToolDeps) -> None:
     """Add the tools to `server`; each one reads `deps` exactly as its REST route does."""
     store, archive, settings = deps.store, deps.archive, deps.settings
@@ -303,7 +342,12 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         annotations=_START,
     )
     async def run_connection(
-        name: ConnectionName, ctx: Context, include_report: IncludeReport = False
+        name: ConnectionName,
+        ctx: Context,
+        include_report: IncludeReport = False,
+        full_refresh: FullRefresh = False,
+        streams: Streams = None,
+        since: Since = None,
     ) -> RunResultOut:
         with _tool_call("run_connection", ctx, connection=name) as caller:
             store.ensure_ready()
@@ -315,6 +359,7 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
                     include_report=include_report,
                     wait_seconds=settings.run_wait_seconds,
                     on_update=notify,
+                    options=run_options(full_refresh, streams, since),
                 )
 
     @server.tool(
@@ -323,10 +368,17 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         description=START_RUN,
         annotations=_START,
     )
-    async def start_run(name: ConnectionName, ctx: Context) -> RunStartedOut:
+    async def start_run(
+        name: ConnectionName,
+        ctx: Context,
+        full_refresh: FullRefresh = False,
+        streams: Streams = None,
+        since: Since = None,
+    ) -> RunStartedOut:
         with _tool_call("start_run", ctx, connection=name) as caller:
             store.ensure_ready()
-            return await services.run_async(store, name, caller=caller)
+            options = run_options(full_refresh, streams, since)
+            return await services.run_async(store, name, caller=caller, options=options)
 
     @server.tool(
         name="run_all_enabled",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from datapipelines.api import services
 from datapipelines.api.deps import ArchiveDep, CallerDep, MetricsDep, ReadyStoreDep, SettingsDep
@@ -17,6 +18,7 @@ from datapipelines.api.models import (
     RunResultOut,
     RunStartedOut,
 )
+from datapipelines.resources.run import RunOptions
 
 router = APIRouter(prefix="/connections", tags=["connections"])
 
@@ -34,6 +36,46 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 _DUPLICATE_NAME: dict[int | str, dict[str, Any]] = {
     409: {"model": ConflictBody, "description": f"The connection {_DUPLICATE}."}
 }
+
+
+_STREAM = r" *[A-Za-z0-9_.\-]{1,128} *"
+STREAMS_PATTERN = f"^{_STREAM}(,{_STREAM}){{0,99}}$"
+
+
+def run_options(
+    full_refresh: Annotated[
+        bool,
+        Query(
+            description="Re-load from scratch (destructive; addition): the run's streams start "
+            "from no cursor and their tables are replaced once the load completes (a refresh "
+            "that fails leaves the old data). Never the default.",
+        ),
+    ] = False,
+    streams: Annotated[
+        str | None,
+        Query(
+            description="Comma-separated streams (resources) to run, e.g. to refresh one; the "
+            "others are left alone (addition). Default: all. At most 100 names.",
+            pattern=STREAMS_PATTERN,
+        ),
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        Query(
+            description="Backfill from this time (RFC 3339): incremental streams start there "
+            "for this run; their rows since then are loaded again and merged (addition).",
+        ),
+    ] = None,
+) -> RunOptions | None:
+    names = [n.strip() for n in (streams or "").split(",") if n.strip()]
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    if not (full_refresh or names or since):
+        return None
+    return RunOptions(full_refresh=full_refresh, streams=names, since=since)
+
+
+RunOptionsDep = Annotated[RunOptions | None, Depends(run_options)]
 
 
 @router.get("", response_model=list[ConnectionOut], summary="List all connections")
@@ -92,6 +134,7 @@ async def run_connection(
     settings: SettingsDep,
     metrics: MetricsDep,
     caller: CallerDep,
+    options: RunOptionsDep,
     include_report: bool = Query(False, description="Include the run's report text."),
 ) -> RunResultOut:
     with metrics.sync_waits.track_inprogress():
@@ -101,6 +144,7 @@ async def run_connection(
             caller=caller,
             include_report=include_report,
             wait_seconds=settings.run_wait_seconds,
+            options=options,
         )
 
 
@@ -110,5 +154,7 @@ async def run_connection(
     responses={**_NOT_FOUND, **_CONFLICT},
     summary="Start a run in the background",
 )
-async def run_connection_async(name: str, store: ReadyStoreDep, caller: CallerDep) -> RunStartedOut:
-    return await services.run_async(store, name, caller=caller)
+async def run_connection_async(
+    name: str, store: ReadyStoreDep, caller: CallerDep, options: RunOptionsDep
+) -> RunStartedOut:
+    return await services.run_async(store, name, caller=caller, options=options)
