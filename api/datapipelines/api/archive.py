@@ -30,6 +30,12 @@ SELECT_LAST_OF_CONNECTION_SQL = (
     f"connection = %(connection)s {_ORDER} LIMIT 1"
 )
 
+SELECT_KEPT_LOG_SQL = (
+    f"SELECT namespace, connection, phase, result->'log' AS log FROM {TABLE} "
+    "WHERE run_name = %(run)s AND (%(all)s OR namespace = ANY(%(namespaces)s)) "
+    "ORDER BY finished_at DESC NULLS LAST LIMIT 1"
+)
+
 CONNECT_TIMEOUT_S = 5
 
 
@@ -40,6 +46,11 @@ class HistoryArchive(Protocol):
 
     async def last_run(self, namespace: str, connection: str) -> dict[str, Any] | None:
         """The newest archived row of one connection."""
+        ...
+
+    async def archived_log(self, namespaces: list[str], run_id: str) -> dict[str, Any] | None:
+        """{namespace, connection, phase, log} of an archived run of ``namespaces`` ([] =
+        all), `log` the runner's kept log (None when it kept none); None when not archived."""
         ...
 
 
@@ -121,5 +132,12 @@ class PostgresArchive:
     async def last_run(self, namespace: str, connection: str) -> dict[str, Any] | None:
         rows = await self._fetch(
             SELECT_LAST_OF_CONNECTION_SQL, {"namespace": namespace, "connection": connection}
+        )
+        return rows[0] if rows else None
+
+    async def archived_log(self, namespaces: list[str], run_id: str) -> dict[str, Any] | None:
+        rows = await self._fetch(
+            SELECT_KEPT_LOG_SQL,
+            {"run": run_id, "all": not namespaces, "namespaces": namespaces},
         )
         return rows[0] if rows else None

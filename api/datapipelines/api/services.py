@@ -15,6 +15,7 @@ import secrets
 import string
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from datapipelines.api import mapping
 from datapipelines.api.access import Caller, Verb
@@ -46,7 +47,7 @@ from datapipelines.api.store import PipelineStore
 from datapipelines.resources.batch import PipelineBatch
 from datapipelines.resources.connection import ConcurrencyPolicy
 from datapipelines.resources.manifests import CANCEL_PATCH, batch_manifest, run_manifest
-from datapipelines.resources.run import PipelineRun, RunOptions, RunPhase, Trigger
+from datapipelines.resources.run import KeptLog, PipelineRun, RunOptions, RunPhase, Trigger
 from datapipelines.resources.times import time_key
 
 log = logging.getLogger(__name__)
@@ -539,16 +540,22 @@ async def run_logs(
     *,
     caller: Caller,
     tail_lines: int | None,
+    archive: HistoryArchive | None = None,
 ) -> RunLogsOut:
     """The log of the run's newest pod while it exists (its Job is kept for
     DATAPIPELINES_JOB_TTL_SECONDS after the end), else the runner's log kept with the run
-    (head and tail), else the run's report."""
+    (head and tail), else the run's report; for a run the history limit removed, the kept log
+    the PostgreSQL archive holds."""
     run = await visible_run(store, run_id, caller=caller)
     if run is not None:
         await caller.require(Verb.READ, run.namespace, run_id=run_id)
     if run is None:
+        archived = await _archived_log(store, archive, run_id, caller)
+        if archived is not None:
+            return archived_logs_out(run_id, archived, tail_lines)
         raise NotFound(
-            f"run {run_id!r} not found (logs and reports are kept while its PipelineRun exists)",
+            f"run {run_id!r} not found (logs are kept while its PipelineRun exists, and in the "
+            "PostgreSQL archive when one is configured)",
             run_id=run_id,
         )
     out = functools.partial(
@@ -568,10 +575,7 @@ async def run_logs(
             )
     kept = await store.kept_log(run) if run.terminal else None
     if kept is not None:
-        text = kept.text()
-        if tail_lines is not None:
-            text = "\n".join(text.splitlines()[-tail_lines:]) + "\n"
-        return out(source="stored", text=text, truncated=kept.cut_lines > 0)
+        return out(source="stored", text=kept_text(kept, tail_lines), truncated=kept.cut_lines > 0)
     report = await store.report(run) or ""
     if not report:
         return out(source="none", text="")
@@ -581,3 +585,40 @@ async def run_logs(
     flags = (r.report_truncated for r in (run.status.runner_result, run.status.result) if r)
     truncated = bool(next((f for f in flags if f is not None), False))
     return out(source="report", text=report, truncated=truncated)
+
+
+def kept_text(kept: KeptLog, tail_lines: int | None) -> str:
+    text = kept.text()
+    if tail_lines is not None:
+        text = "\n".join(text.splitlines()[-tail_lines:]) + "\n"
+    return text
+
+
+async def _archived_log(
+    store: PipelineStore, archive: HistoryArchive | None, run_id: str, caller: Caller
+) -> dict[str, Any] | None:
+    """The archive's row of a run gone from the cluster, in a namespace the caller reads."""
+    if archive is None:
+        return None
+    namespaces: list[str] = []
+    if not caller.unrestricted:
+        namespaces = sorted(await caller.where(Verb.READ, known_namespaces(store)))
+        if not namespaces:
+            return None
+    try:
+        return await archive.archived_log(namespaces, run_id)
+    except ArchiveUnavailable as exc:
+        log.warning("archive unavailable for a run's log", extra={"error": exc.detail})
+        return None
+
+
+def archived_logs_out(run_id: str, row: dict[str, Any], tail_lines: int | None) -> RunLogsOut:
+    kept = KeptLog.model_validate(row["log"]) if row.get("log") else None
+    return RunLogsOut(
+        run_id=run_id,
+        connection=str(row.get("connection") or ""),
+        phase=str(row.get("phase") or ""),
+        source="stored" if kept is not None else "none",
+        text=kept_text(kept, tail_lines) if kept is not None else "",
+        truncated=bool(kept and kept.cut_lines),
+    )

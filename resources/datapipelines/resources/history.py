@@ -102,6 +102,8 @@ def run_to_row(run: dict[str, Any]) -> dict[str, Any] | None:
     runner = status.get("runnerResult") or {}
     if not result.get("report") and runner.get("report"):
         result["report"] = runner["report"]  # the runner's own report, kept in one place
+    if runner.get("log"):
+        result["log"] = runner["log"]  # the runner's kept log (≤ 48 KiB): readable for good
     started = _parse_time(status.get("startTime"))
     finished = _parse_time(status.get("completionTime"))
     duration = result.get("durationMs")

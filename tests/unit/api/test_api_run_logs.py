@@ -198,3 +198,37 @@ async def test_the_kept_log_once_the_pod_is_gone(fake: FakeStore, settings: Sett
         "bad credentials: the source said no",
     ]
     assert tail["text"] == "bad credentials: the source said no\n"
+
+
+async def test_a_run_beyond_the_history_limit_is_read_from_the_archive(
+    fake: FakeStore, settings: Settings
+) -> None:
+    from datapipelines.runner.keptlog import LogKeeper
+
+    keeper = LogKeeper()
+    keeper.add("the error line")
+
+    class Archive:
+        asked: list[tuple[list[str], str]] = []
+
+        async def archived_log(self, namespaces: list[str], run_id: str) -> dict[str, Any] | None:
+            self.asked.append((namespaces, run_id))
+            if run_id != "alpha-old":
+                return None
+            log = keeper.kept().model_dump(by_alias=True)
+            return {"namespace": "test", "connection": "alpha", "phase": "Failed", "log": log}
+
+    archive = Archive()
+    app = create_app(settings, kube=fake, archive=archive, pod_logs=FixedLogs({}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=AUTH
+    ) as client:
+        body = (await client.get("/runs/alpha-old/logs")).json()
+        missing = await client.get("/runs/nope/logs")
+    assert (body["source"], body["connection"], body["text"]) == (
+        "stored",
+        "alpha",
+        "the error line\n",
+    )
+    assert missing.status_code == 404 and "archive" in missing.json()["detail"]
+    assert archive.asked[0] == ([], "alpha-old")  # an unrestricted key reads every namespace

@@ -332,7 +332,12 @@ def register_tools(server: MCPServer, deps: ToolDeps) -> None:
         with _tool_call("run_logs", ctx, run=run_id) as caller:
             store.ensure_ready()
             return await services.run_logs(
-                store, deps.pod_logs, run_id, caller=caller, tail_lines=tail_lines
+                store,
+                deps.pod_logs,
+                run_id,
+                caller=caller,
+                tail_lines=tail_lines,
+                archive=archive,
             )
 
     @server.tool(

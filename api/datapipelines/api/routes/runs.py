@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from datapipelines.api import services
-from datapipelines.api.deps import CallerDep, PodLogsDep, ReadyStoreDep
+from datapipelines.api.deps import ArchiveDep, CallerDep, PodLogsDep, ReadyStoreDep
 from datapipelines.api.models import ErrorBody, RunLogsOut
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -21,15 +21,18 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "/{run_id}/logs",
     response_model=RunLogsOut,
     responses=_NOT_FOUND,
-    summary="The log of a run's pod while its Job exists, else the run's report",
+    summary="The log of a run: its pod's, then the one kept with the run (or in the archive)",
 )
 async def run_logs(
     run_id: str,
     store: ReadyStoreDep,
     pod_logs: PodLogsDep,
+    archive: ArchiveDep,
     caller: CallerDep,
     tail_lines: int | None = Query(
         None, ge=1, le=100_000, description="Only the last lines of the log (or report)."
     ),
 ) -> RunLogsOut:
-    return await services.run_logs(store, pod_logs, run_id, caller=caller, tail_lines=tail_lines)
+    return await services.run_logs(
+        store, pod_logs, run_id, caller=caller, tail_lines=tail_lines, archive=archive
+    )
