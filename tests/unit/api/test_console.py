@@ -375,3 +375,25 @@ def test_a_cancelled_last_run_is_shown_as_such_and_is_no_failure() -> None:
         conn, time_zone=None, active=None, last_rows=0, last_phase="Failed"
     )
     assert failed.health == views.Health.FAILING
+
+
+async def test_a_finished_run_shows_the_log_kept_with_it(
+    ui: httpx.AsyncClient, store: FakeStore
+) -> None:
+    from datapipelines.runner.keptlog import LogKeeper
+
+    keeper = LogKeeper()
+    keeper.add("bad credentials: the source said no")
+    store.add_run(
+        "slow-kept",
+        "slow",
+        "Failed",
+        namespace="team-a",
+        result={"success": False, "error": "bad credentials"},
+        runnerResult={"success": False, "log": keeper.kept().model_dump(by_alias=True)},
+        startTime="2026-12-06T11:00:00Z",
+    )
+    await sign_in(ui)
+    page = await ui.get("/ui/tasks/slow-kept")
+    assert page.status_code == 200
+    assert "the log kept with the run" in page.text and "the source said no" in page.text

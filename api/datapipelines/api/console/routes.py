@@ -387,6 +387,7 @@ async def task_page(
             "logs": logs.text,
             "logs_source": {
                 "pod": f"pod {logs.pod}",
+                "stored": "the log kept with the run (its head and tail): the pod is gone",
                 "report": "the run's report: the pod is gone",
                 "none": "none yet",
             }[logs.source],
