@@ -356,6 +356,8 @@ class LoadedSchema(K8sModel):
 
 #: The largest kept log of one run in etcd (status.runnerResult.log.data, gzip + base64).
 MAX_KEPT_LOG_BYTES = 48 * 1024
+#: The most text a kept log decodes to (the runner keeps 32 KiB + 160 KiB of lines).
+MAX_KEPT_LOG_TEXT = 256 * 1024
 
 
 class LogEncoding(StrEnum):
@@ -383,11 +385,24 @@ class KeptLog(K8sModel):
     )
 
     def text(self) -> str:
-        """The kept lines, with a line saying how many were cut where they were."""
+        """The kept lines, with a line saying how many were cut where they were. The runner
+        (code a connection's author may influence) wrote it: it is decoded to at most
+        MAX_KEPT_LOG_TEXT bytes whatever it claims (no decompression bomb), and a bad one
+        reads as a line saying so."""
         import base64
-        import gzip
+        import binascii
+        import zlib
 
-        return gzip.decompress(base64.b64decode(self.data)).decode("utf-8", errors="replace")
+        try:
+            packed = base64.b64decode(self.data, validate=True)
+            inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip
+            raw = inflate.decompress(packed, MAX_KEPT_LOG_TEXT)
+        except (binascii.Error, ValueError, zlib.error):
+            return "[the kept log is not gzip+base64: not shown]\n"
+        text = raw.decode("utf-8", errors="replace")
+        if inflate.unconsumed_tail:
+            text += "\n[the kept log is longer than any runner writes: cut here]\n"
+        return text
 
 
 class RunnerResult(ResultBase):

@@ -54,3 +54,19 @@ def test_a_log_that_compresses_badly_still_fits() -> None:
     kept = keeper.kept()
     assert len(kept.data) <= MAX_KEPT_LOG_BYTES and kept.cut_lines > 0
     assert kept.text().splitlines()[-1] == keeper.tail[-1]
+
+
+def test_a_forged_kept_log_cannot_blow_up_its_reader() -> None:
+    """status.runnerResult.log is written by the runner: a gzip bomb (tens of KiB that inflate to
+    32 MiB) decodes to at most MAX_KEPT_LOG_TEXT; garbage reads as a line saying so."""
+    import base64
+    import gzip
+
+    from datapipelines.resources.run import MAX_KEPT_LOG_TEXT
+
+    bomb = base64.b64encode(gzip.compress(b"A" * (32 * 1024 * 1024), 9)).decode()
+    assert len(bomb) <= MAX_KEPT_LOG_BYTES
+    text = KeptLog(data=bomb, lines=1, bytes=1).text()
+    assert len(text) <= MAX_KEPT_LOG_TEXT + 100 and text.endswith("cut here]\n")
+    assert "not gzip" in KeptLog(data="!!!not base64", lines=0, bytes=0).text()
+    assert "not gzip" in KeptLog(data=base64.b64encode(b"plain").decode(), lines=0, bytes=0).text()
