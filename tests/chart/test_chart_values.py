@@ -5,9 +5,11 @@ the chart's appVersion; the runner's default resources reaching the operator's s
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +132,19 @@ def helm() -> Path:
     return helm_binary()
 
 
+@functools.cache
+def rendered_combinations() -> dict[str, list[Doc]]:
+    """Each combination rendered once per test session (these tests and the dry run on the
+    apiserver share them), parsed strictly (render_chart refuses a key written twice); helm
+    processes side by side. Callers that change the documents copy them first."""
+    with ThreadPoolExecutor(4) as pool:
+        docs = pool.map(lambda sets: render_chart("rel", "dp", *sets), COMBINATIONS.values())
+        return dict(zip(COMBINATIONS, docs, strict=True))
+
+
 @pytest.fixture(scope="module")
 def renders() -> dict[str, list[Doc]]:
-    """Each combination rendered and parsed strictly (render_chart refuses a key written twice)."""
-    return {name: render_chart("rel", "dp", *sets) for name, sets in COMBINATIONS.items()}
+    return rendered_combinations()
 
 
 def by_kind(docs: list[Doc], kind: str) -> list[Doc]:

@@ -4,6 +4,7 @@ is created). ServiceMonitors are left out: the cluster has no Prometheus operato
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,8 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.test_chart_values import COMBINATIONS
-from tests.support.chart import render_chart
+from tests.chart.test_chart_values import COMBINATIONS, rendered_combinations
 from tests.support.cluster import KUBECONFIG, kubectl
 from tests.support.kube import create_namespace, delete_namespace
 from tests.support.tools import REPO_ROOT, kubectl_binary
@@ -56,9 +56,7 @@ def ensure_namespaces(docs: list[dict[str, Any]]) -> None:
 
 def rendered(name: str, namespace: str) -> list[dict[str, Any]]:
     docs = [
-        d
-        for d in render_chart("dry", namespace, *COMBINATIONS[name])
-        if d["kind"] != "ServiceMonitor"
+        d for d in copy.deepcopy(rendered_combinations()[name]) if d["kind"] != "ServiceMonitor"
     ]
     assert docs
     for doc in docs:  # what helm install -n would put them in

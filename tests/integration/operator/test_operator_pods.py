@@ -171,7 +171,7 @@ async def test_a_missing_secret_fails_the_run_naming_it(
         "type": "bearer",
         "tokenSecretRef": {"name": "no-such-secret", "key": "token"},
     }
-    await cluster.connection("nosecret", source=source, retries=0, startTimeoutSeconds=20)
+    await cluster.connection("nosecret", source=source, retries=0, startTimeoutSeconds=10)
     await cluster.run("nosecret-1", "nosecret")
     run = await cluster.wait_phase("nosecret-1", "Succeeded", "Failed", seconds=120)
     status = run["status"]
